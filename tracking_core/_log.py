@@ -1,0 +1,72 @@
+"""The library's logger and its rate limiter: every drop is logged, but not every time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+logger = logging.getLogger("tracking_core")
+
+#: Seconds between two log lines with the same key.
+RATE_LIMIT_SECONDS = 60.0
+
+
+class RateLimitedLog:
+    """Logs the first line for a key at once, then at most one line per interval per key.
+
+    A line that follows suppressed ones says how many were suppressed, so a count is never lost.
+    """
+
+    def __init__(self, interval: float = RATE_LIMIT_SECONDS) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, key: str, message: str, *args: object) -> bool:
+        """Log `message % args` unless a line with this key was logged within the interval."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        logger.log(level, message, *args)
+        return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last.clear()
+            self._suppressed.clear()
+
+
+rate_limited = RateLimitedLog()
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret (of four characters or more) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def enable_debug_logging() -> None:
+    """For ``TRACKING_DEBUG=1``: make the library's INFO lines visible.
+
+    When the application configured no logging at all, a stderr handler is added so that the
+    debug lines show without any set-up; otherwise only the logger's level is lowered.
+    """
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)

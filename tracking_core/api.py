@@ -1,0 +1,250 @@
+"""The public functions: `track`, `identify`, the registry calls, flush, shutdown, stats, context.
+
+`track()` and `identify()` are on the hot path of every caller: they check their arguments,
+snapshot them into a tuple and hand it to the engine's intake. Everything else (ids, timestamps,
+fan-out, I/O, logging) happens on the engine's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime as _dt
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .discovery import PluginReport
+from .engine import ProviderStats
+from .registry import runtime
+from .types import TrackingProvider
+
+__all__ = [
+    "aflush_tracking",
+    "discover_tracking_providers",
+    "flush_tracking",
+    "identify",
+    "list_tracking_providers",
+    "register_tracking_provider",
+    "shutdown_tracking",
+    "track",
+    "tracking_context",
+    "tracking_stats",
+    "unregister_tracking_provider",
+]
+
+# (user_id, anonymous_id, properties) set by tracking_context, or None.
+_context: contextvars.ContextVar[tuple[str | None, str | None, dict[str, Any]] | None] = (
+    contextvars.ContextVar("tracking_core_context", default=None)
+)
+
+_now = time.time
+_engine = runtime().engine
+
+
+def _bad(reason: str) -> None:
+    try:
+        _engine.report_bad_input(reason)
+    except Exception:  # pragma: no cover - the intake itself failing
+        pass
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def track(
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    timestamp: _dt.datetime | None = None,
+) -> None:
+    """Send an event to every registered provider. Returns at once and never raises.
+
+    Args:
+        name: the event name, a non-empty string.
+        properties: the event's properties. A shallow snapshot is taken now: changing the
+            mapping after the call changes nothing that is sent. Values JSON cannot carry are
+            converted by `json_safe` for the built-in wire formats.
+        user_id: the identified user (a string); defaults to the `tracking_context` one.
+        anonymous_id: an anonymous or device id; defaults to the `tracking_context` one.
+        timestamp: when it happened; defaults to now. A naive datetime is taken as UTC.
+
+    A bad argument (an empty or non-string name, properties that are not a mapping, an id that
+    is not a string, a timestamp that is not a datetime) drops the call: it is logged (rate-
+    limited) and counted under ``bad_input`` in `tracking_stats()`.
+    """
+    try:
+        ctx = _context.get()
+        if type(name) is not str or not name:
+            _bad(f"event name must be a non-empty str, got {_type_name(name)} {name!r:.80}")
+            return
+        if properties is None:
+            props = None
+        elif type(properties) is dict:
+            props = properties.copy()
+        elif isinstance(properties, Mapping):
+            props = dict(properties)
+        else:
+            _bad(f"properties of {name!r:.80} must be a mapping, got {_type_name(properties)}")
+            return
+        if ctx is not None:
+            ctx_user, ctx_anon, ctx_props = ctx
+            if user_id is None:
+                user_id = ctx_user
+            if anonymous_id is None:
+                anonymous_id = ctx_anon
+            if ctx_props:
+                props = {**ctx_props, **props} if props else dict(ctx_props)
+        if user_id is not None and type(user_id) is not str:
+            _bad(f"user_id of {name!r:.80} must be a str or None, got {_type_name(user_id)}")
+            return
+        if anonymous_id is not None and type(anonymous_id) is not str:
+            _bad(
+                f"anonymous_id of {name!r:.80} must be a str or None, "
+                f"got {_type_name(anonymous_id)}"
+            )
+            return
+        if timestamp is None:
+            when: float | _dt.datetime = _now()
+        elif isinstance(timestamp, _dt.datetime):
+            when = timestamp
+        else:
+            _bad(f"timestamp of {name!r:.80} must be a datetime, got {_type_name(timestamp)}")
+            return
+        _engine.submit(("t", name, props, user_id or None, anonymous_id or None, when))
+    except Exception as exc:
+        _bad(f"track() could not accept the event ({type(exc).__name__})")
+
+
+def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
+    """Tell every provider that implements identify about a user's traits. Never raises.
+
+    Args:
+        user_id: the user's id, a non-empty string.
+        traits: the user's properties (a shallow snapshot is taken now).
+    """
+    try:
+        if type(user_id) is not str or not user_id:
+            _bad(f"identify() user_id must be a non-empty str, got {_type_name(user_id)}")
+            return
+        if traits is None:
+            snapshot = None
+        elif isinstance(traits, Mapping):
+            snapshot = dict(traits)
+        else:
+            _bad(f"identify() traits must be a mapping, got {_type_name(traits)}")
+            return
+        _engine.submit(("i", user_id, snapshot, _now()))
+    except Exception as exc:
+        _bad(f"identify() could not accept the call ({type(exc).__name__})")
+
+
+def register_tracking_provider(provider: TrackingProvider) -> None:
+    """Add `provider` to the fan-out; a provider with the same name is replaced.
+
+    Raises:
+        TypeError: the object has no str ``name`` or no callable ``track``.
+        ValueError: its ``name`` is empty.
+    """
+    runtime().register(provider)
+
+
+def unregister_tracking_provider(name: str) -> bool:
+    """Remove the provider called `name`; returns whether one was registered.
+
+    Events already handed to it are still delivered to it; new ones are not.
+    """
+    return runtime().engine.remove(name)
+
+
+def list_tracking_providers() -> list[str]:
+    """The registered providers' names, in registration order (after discovery has run)."""
+    engine = runtime().engine
+    engine.ensure_discovered(engine.settings.flush_timeout)
+    return engine.names()
+
+
+def discover_tracking_providers() -> list[PluginReport]:
+    """Run plugin discovery now (it otherwise runs on first use) and return what it found.
+
+    For applications that want to validate their configuration at start-up: each report says
+    which providers a package enabled, or why it did not. Discovery runs once per process;
+    later calls return the first run's reports.
+    """
+    state = runtime()
+    state.engine.ensure_discovered(state.engine.settings.flush_timeout)
+    return list(state.plugins)
+
+
+def flush_tracking(timeout: float | None = None) -> bool:
+    """Block until every event accepted before the call is delivered or definitively dropped,
+    and every provider's own ``flush()`` has run.
+
+    Args:
+        timeout: seconds to wait at most; None means ``TRACKING_FLUSH_TIMEOUT`` (30 s by default),
+            never forever.
+
+    Returns:
+        True when everything finished in time (a provider's ``flush()`` that raised makes it
+        False), False on timeout.
+    """
+    return runtime().engine.flush(timeout)
+
+
+async def aflush_tracking(timeout: float | None = None) -> bool:
+    """`flush_tracking` for async code: waits in a worker thread, never blocking the loop."""
+    return await asyncio.to_thread(flush_tracking, timeout)
+
+
+def shutdown_tracking(timeout: float | None = None) -> bool:
+    """Flush, then stop the provider workers. Runs by itself at interpreter exit.
+
+    Args:
+        timeout: the whole budget in seconds; None means ``TRACKING_SHUTDOWN_TIMEOUT`` (5 s by
+            default). Whatever the destinations do, it returns within the budget; events it could
+            not deliver are counted as dropped (``shutdown``) and logged with counts.
+
+    Returns:
+        True when everything was delivered or definitively dropped within the budget.
+
+    Tracking may be used again afterwards: workers restart on the next event.
+    """
+    return runtime().engine.shutdown(timeout)
+
+
+def tracking_stats() -> dict[str, ProviderStats]:
+    """Per registered provider, a snapshot of its counters (see `ProviderStats`)."""
+    return runtime().engine.stats()
+
+
+@contextlib.contextmanager
+def tracking_context(
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Defaults for every `track()` inside the block (contextvars: follows asyncio tasks).
+
+    Nested contexts add to the outer one; explicit `track()` arguments win over both. Threads
+    started inside the block see it only if the caller copies the context
+    (``contextvars.copy_context().run``), as with any context variable.
+    """
+    outer = _context.get()
+    merged_props: dict[str, Any] = dict(outer[2]) if outer else {}
+    if properties:
+        merged_props.update(properties)
+    value = (
+        user_id if user_id is not None else (outer[0] if outer else None),
+        anonymous_id if anonymous_id is not None else (outer[1] if outer else None),
+        merged_props,
+    )
+    token = _context.set(value)
+    try:
+        yield
+    finally:
+        _context.reset(token)

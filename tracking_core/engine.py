@@ -1,0 +1,739 @@
+"""The delivery engine: intake, dispatcher, one lane (queue + worker thread) per provider.
+
+How an event travels:
+
+1. `track()` checks its arguments, snapshots them into a tuple and puts it on the *intake*
+   (a `queue.SimpleQueue`). That is all the caller pays for: no lock, no I/O, no id generation.
+2. The *dispatcher* thread (started on first use) runs plugin discovery once, then turns each
+   intake tuple into a `TrackingEvent` (UUID4 id, UTC timestamp) and offers it to every lane.
+3. Each *lane* owns a bounded deque and one worker thread. A plain provider's worker calls
+   ``provider.track(event)`` one event at a time (an ``async def`` method runs on the lane's own
+   event loop). A batching provider (see `BatchingProvider`, implemented by
+   `tracking_core.http.HttpProvider`) gets lists of up to ``batch_size`` items, sent when the batch
+   is full or ``flush_interval`` seconds after its oldest item, or at once on flush/shutdown.
+
+Flush and shutdown travel the same path as events (a marker behind everything accepted before
+them), so "everything accepted before the call" is exact. Workers block on condition variables:
+an idle process costs no CPU. After `os.fork()` the child gets an empty intake, empty lanes and
+new threads; nothing of the parent's is delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import inspect
+import logging
+import os
+import queue
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._log import enable_debug_logging, logger, rate_limited
+from .event import TrackingEvent, TrackingIdentify, normalize_timestamp, utc_from_timestamp
+from .settings import EngineSettings
+
+__all__ = [
+    "BatchingProvider",
+    "DeliveryControl",
+    "DropReason",
+    "Engine",
+    "Lane",
+    "ProviderStats",
+]
+
+Item = TrackingEvent | TrackingIdentify
+
+
+class DropReason:
+    """The reasons under which `tracking_stats()` counts dropped events."""
+
+    QUEUE_FULL = "queue_full"
+    TOO_LARGE = "too_large"
+    REJECTED = "rejected"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    SHUTDOWN = "shutdown"
+    BAD_INPUT = "bad_input"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_STOPPED = "provider_stopped"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderStats:
+    """A snapshot of one provider's counters (see `tracking_stats()`).
+
+    ``accepted == delivered + sum(dropped.values()) + queued`` holds whenever the provider is
+    idle; while it works, ``queued`` counts the events waiting or in flight.
+
+    Attributes:
+        accepted: `track()`/`identify()` calls that reached this provider (bad input included).
+        delivered: events the provider took (a plain provider returned; an HTTP one got a 2xx).
+        failed: provider calls or HTTP attempts that failed (each retry counts).
+        retried: events sent again after a failed attempt.
+        batches: HTTP requests sent (batching providers only).
+        dropped: events given up on, by reason (see `DropReason`).
+        queued: events waiting or in flight now.
+    """
+
+    accepted: int
+    delivered: int
+    failed: int
+    retried: int
+    batches: int
+    dropped: Mapping[str, int]
+    queued: int
+
+
+class _Counters:
+    __slots__ = ("accepted", "batches", "delivered", "dropped", "failed", "in_flight", "retried")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.delivered = 0
+        self.failed = 0
+        self.retried = 0
+        self.batches = 0
+        self.in_flight = 0
+        self.dropped: dict[str, int] = {}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+
+class _Flush:
+    """A flush request travelling behind the events accepted before it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self.ok = True
+
+    def expect(self, lanes: Sequence[Lane]) -> None:
+        with self._lock:
+            self._pending = {id(lane) for lane in lanes}
+            if not self._pending:
+                self.done.set()
+
+    def finish(self, lane: Lane, ok: bool = True) -> None:
+        with self._lock:
+            self._pending.discard(id(lane))
+            if not ok:
+                self.ok = False
+            if not self._pending:
+                self.done.set()
+
+
+class _Stop(_Flush):
+    """A shutdown request: like a flush, after which the lane's worker exits."""
+
+
+class _Sync:
+    """Marks the point up to which the dispatcher has handed everything to the lanes."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+@dataclasses.dataclass(frozen=True)
+class _BadInput:
+    reason: str
+
+
+@runtime_checkable
+class BatchingProvider(Protocol):
+    """A provider that takes lists of items (implemented by `tracking_core.http.HttpProvider`).
+
+    The engine batches for it; it must deliver, count and drop each item through `control`.
+    """
+
+    name: str
+
+    def batch_limit(self) -> int:
+        """The most items this provider takes in one `deliver_batch` call."""
+        ...
+
+    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
+        """Deliver `items`; report every item as delivered or dropped through `control`."""
+        ...
+
+
+class DeliveryControl:
+    """What the engine lends a batching provider while it delivers one batch."""
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._lane.settings
+
+    @property
+    def provider_name(self) -> str:
+        return self._lane.name
+
+    def delivered(self, count: int) -> None:
+        self._lane.counters.delivered += count
+
+    def dropped(self, reason: str, count: int) -> None:
+        """Count `count` items as dropped for `reason` (logged, rate-limited, by the caller)."""
+        if count > 0:
+            self._lane.counters.drop(reason, count)
+
+    def failed(self) -> None:
+        self._lane.counters.failed += 1
+
+    def retried(self, count: int) -> None:
+        self._lane.counters.retried += count
+
+    def batch_sent(self) -> None:
+        self._lane.counters.batches += 1
+
+    def stop_provider(self, why: str) -> None:
+        """Stop this provider for good: later items are dropped as ``provider_stopped``."""
+        self._lane.stop_for_good(why)
+
+    def time_left(self) -> float | None:
+        """Seconds left in the shutdown budget, or None when no shutdown is under way."""
+        deadline = self._lane.shutdown_deadline
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` (a retry backoff). Returns False at once if shutdown's budget would be
+        exceeded, so the caller can drop what it holds instead of waiting."""
+        return self._lane.backoff_sleep(seconds)
+
+
+class Lane:
+    """One provider's queue and worker thread."""
+
+    def __init__(self, provider: Any, settings: EngineSettings) -> None:
+        self.provider = provider
+        self.name: str = provider.name
+        self.settings = settings
+        self.batching = isinstance(provider, BatchingProvider)
+        self.takes_identify = self.batching or callable(getattr(provider, "identify", None))
+        self.counters = _Counters()
+        self.shutdown_deadline: float | None = None
+        self._stopped_why: str | None = None
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: collections.deque[tuple[float, object]] = collections.deque()
+        self._controls_waiting = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def after_fork(self) -> None:
+        self._reset_runtime()
+        self.counters = _Counters()
+        self.shutdown_deadline = None
+
+    # -- producer side (the dispatcher thread) --------------------------------------------
+
+    def offer(self, item: Item) -> None:
+        counters = self.counters
+        counters.accepted += 1
+        with self._cond:
+            if self._stopped_why is not None:
+                counters.drop(DropReason.PROVIDER_STOPPED)
+                return
+            if len(self._items) + counters.in_flight >= self.settings.max_queue:
+                counters.drop(DropReason.QUEUE_FULL)
+                full = True
+            else:
+                self._items.append((time.monotonic(), item))
+                full = False
+                if self._thread is None:
+                    self._start()
+                self._cond.notify()
+        if full:
+            rate_limited.log(
+                logging.WARNING,
+                f"queue_full:{self.name}",
+                "tracking: %s has %d events waiting (TRACKING_MAX_QUEUE); dropping new events",
+                self.name,
+                self.settings.max_queue,
+            )
+
+    def offer_control(self, control: _Flush) -> None:
+        with self._cond:
+            self._items.append((time.monotonic(), control))
+            self._controls_waiting += 1
+            if self._thread is None:
+                self._start()
+            self._cond.notify()
+
+    def count_bad_input(self) -> None:
+        self.counters.accepted += 1
+        self.counters.drop(DropReason.BAD_INPUT)
+
+    def _start(self) -> None:
+        target = self._run_batched if self.batching else self._run_plain
+        thread = threading.Thread(target=target, name=f"tracking-{self.name}", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._items) + self.counters.in_flight
+
+    def stats(self) -> ProviderStats:
+        c = self.counters
+        queued = max(0, len(self._items) - self._controls_waiting)
+        return ProviderStats(
+            accepted=c.accepted,
+            delivered=c.delivered,
+            failed=c.failed,
+            retried=c.retried,
+            batches=c.batches,
+            dropped=types.MappingProxyType(dict(c.dropped)),
+            queued=queued + c.in_flight,
+        )
+
+    def stop_for_good(self, why: str) -> None:
+        with self._cond:
+            self._stopped_why = why
+        logger.error("tracking: %s is stopped: %s", self.name, why)
+
+    def begin_shutdown(self, deadline: float) -> None:
+        with self._cond:
+            self.shutdown_deadline = deadline
+            self._cond.notify_all()
+
+    def abandon(self) -> int:
+        """After a shutdown that ran out of time: count what is still waiting as dropped."""
+        with self._cond:
+            left = sum(1 for _, item in self._items if not isinstance(item, _Flush))
+            left += self.counters.in_flight
+            self._items.clear()
+            self.counters.in_flight = 0
+        if left:
+            self.counters.drop(DropReason.SHUTDOWN, left)
+        return left
+
+    def backoff_sleep(self, seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        with self._cond:
+            while True:
+                deadline = self.shutdown_deadline
+                if deadline is not None and deadline < end:
+                    return False
+                left = end - time.monotonic()
+                if left <= 0:
+                    return True
+                self._cond.wait(left)
+
+    # -- worker side ------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> None:
+        result = method(*args)
+        if inspect.isawaitable(result):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(result)
+
+    def _finish_control(self, control: _Flush) -> bool:
+        ok = True
+        flush = getattr(self.provider, "flush", None)
+        if callable(flush) and self._stopped_why is None:
+            try:
+                self._call(flush)
+            except Exception:
+                ok = False
+                self.counters.failed += 1
+                logger.exception("tracking: provider %r raised in flush()", self.name)
+        control.finish(self, ok)
+        if isinstance(control, _Stop):
+            with self._cond:
+                self.shutdown_deadline = None
+                if self._items:
+                    return False  # accepted after the stop: keep working
+                self._thread = None
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
+            return True
+        return False
+
+    def _run_plain(self) -> None:
+        items = self._items
+        counters = self.counters
+        while True:
+            with self._cond:
+                while not items:
+                    self._cond.wait()
+                _, item = items.popleft()
+                if isinstance(item, _Flush):
+                    self._controls_waiting -= 1
+                else:
+                    counters.in_flight = 1
+            if isinstance(item, _Flush):
+                if self._finish_control(item):
+                    return
+                continue
+            try:
+                if isinstance(item, TrackingEvent):
+                    self._call(self.provider.track, item)
+                else:
+                    assert isinstance(item, TrackingIdentify)
+                    self._call(self.provider.identify, item.user_id, item.traits)
+                counters.delivered += 1
+            except Exception as exc:
+                counters.failed += 1
+                counters.drop(DropReason.PROVIDER_ERROR)
+                if rate_limited.log(
+                    logging.ERROR,
+                    f"provider_error:{self.name}",
+                    "tracking: provider %r raised %s; the event is dropped",
+                    self.name,
+                    type(exc).__name__,
+                ):
+                    logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
+            finally:
+                counters.in_flight = 0
+
+    def _take_batch(self, limit: int) -> tuple[list[Item], _Flush | None]:
+        """Wait until a batch is due; return it, or a control that reached the head."""
+        items = self._items
+        interval = self.settings.flush_interval
+        while True:
+            if items:
+                queued_at, head = items[0]
+                if isinstance(head, _Flush):
+                    items.popleft()
+                    self._controls_waiting -= 1
+                    return [], head
+                now = time.monotonic()
+                due = (
+                    self._controls_waiting
+                    or self.shutdown_deadline is not None
+                    or len(items) >= limit
+                    or now - queued_at >= interval
+                )
+                if due:
+                    batch: list[Item] = []
+                    while items and len(batch) < limit and not isinstance(items[0][1], _Flush):
+                        batch.append(items.popleft()[1])  # type: ignore[arg-type]
+                    self.counters.in_flight = len(batch)
+                    return batch, None
+                self._cond.wait(queued_at + interval - now)
+            else:
+                self._cond.wait()
+
+    def _run_batched(self) -> None:
+        control = DeliveryControl(self)
+        counters = self.counters
+        while True:
+            limit = max(1, min(self.settings.batch_size, self.provider.batch_limit()))
+            with self._cond:
+                batch, marker = self._take_batch(limit)
+            if marker is not None:
+                if self._finish_control(marker):
+                    return
+                continue
+            try:
+                if self._stopped_why is not None:
+                    counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
+                else:
+                    self.provider.deliver_batch(batch, control)
+            except Exception as exc:
+                # A bug in a provider's wire mapping must not kill the worker.
+                counters.failed += 1
+                counters.drop(DropReason.PROVIDER_ERROR, len(batch))
+                rate_limited.log(
+                    logging.ERROR,
+                    f"provider_error:{self.name}",
+                    "tracking: provider %r raised %s while sending a batch of %d; dropped",
+                    self.name,
+                    type(exc).__name__,
+                    len(batch),
+                )
+                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
+            finally:
+                counters.in_flight = 0
+
+
+# Intake tuples, built on the caller's thread: as cheap as a tuple can be.
+#   ("t", name, properties dict | None, user_id, anonymous_id, time.time() float | datetime)
+#   ("i", user_id, traits dict | None, time.time() float)
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+
+
+def _build(item: tuple[Any, ...]) -> Item:
+    if item[0] == "t":
+        _, name, props, user_id, anonymous_id, ts = item
+        when = utc_from_timestamp(ts) if type(ts) is float else normalize_timestamp(ts)
+        return TrackingEvent(
+            name,
+            _EMPTY if not props else types.MappingProxyType(props),
+            when,
+            user_id,
+            anonymous_id,
+            str(uuid.uuid4()),
+        )
+    _, user_id, traits, ts = item
+    return TrackingIdentify(
+        user_id,
+        _EMPTY if not traits else types.MappingProxyType(traits),
+        utc_from_timestamp(ts),
+        str(uuid.uuid4()),
+    )
+
+
+class Engine:
+    """The process-wide delivery machinery: intake, dispatcher, lanes (see the module doc)."""
+
+    def __init__(self, discover: Callable[[], None]) -> None:
+        self._discover = discover
+        self.settings, errors = EngineSettings.from_environ()
+        for error in errors:
+            logger.warning("tracking: %s; using the default", error)
+        if self.settings.debug:
+            enable_debug_logging()
+        self._lock = threading.Lock()
+        self._lanes: dict[str, Lane] = {}
+        self.lanes: tuple[Lane, ...] = ()
+        self._discovered = threading.Event()
+        self._discovery_started = False
+        self._intake: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._dispatcher: threading.Thread | None = None
+        self.intake_dropped = 0
+        self.bad_input = 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    # -- registry -------------------------------------------------------------------------
+
+    def add(self, provider: Any) -> Lane | None:
+        """Register `provider`; returns the lane it replaced, if any (its name was taken)."""
+        lane = Lane(provider, self.settings)
+        with self._lock:
+            old = self._lanes.pop(lane.name, None)
+            self._lanes[lane.name] = lane
+            self.lanes = tuple(self._lanes.values())
+        if old is not None:
+            self._retire(old)
+        return old
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            old = self._lanes.pop(name, None)
+            self.lanes = tuple(self._lanes.values())
+        if old is None:
+            return False
+        self._retire(old)
+        return True
+
+    def _retire(self, lane: Lane) -> None:
+        # The removed provider still gets what it was handed, then its worker exits.
+        stop = _Stop()
+        stop.expect([lane])
+        lane.offer_control(stop)
+
+    def names(self) -> list[str]:
+        return [lane.name for lane in self.lanes]
+
+    # -- intake (the caller's thread) -------------------------------------------------------
+
+    def submit(self, item: object) -> None:
+        if self._dispatcher is None:
+            self._start()
+        intake = self._intake
+        if intake.qsize() >= self.settings.max_queue:
+            self.intake_dropped += 1
+            return
+        intake.put(item)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._dispatcher is not None:
+                return
+            thread = threading.Thread(target=self._dispatch, name="tracking-dispatch", daemon=True)
+            self._dispatcher = thread
+            thread.start()
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def _run_discovery(self) -> None:
+        # Only the dispatcher thread runs this, before it hands out the next item.
+        with self._lock:
+            done = self._discovered
+            run = not self._discovery_started
+            self._discovery_started = True
+        if run:
+            try:
+                self._discover()
+            except Exception:
+                logger.exception("tracking: provider discovery failed")
+        done.set()
+
+    def ensure_discovered(self, timeout: float | None = None) -> bool:
+        """Run discovery (once) and wait for it. Safe to call from a plugin's own hook."""
+        done = self._discovered
+        if done.is_set():
+            return True
+        if threading.current_thread() is self._dispatcher:
+            return False
+        self._start()
+        self._intake.put(_Sync())  # wakes the dispatcher, which discovers before anything else
+        return done.wait(timeout)
+
+    # -- the dispatcher thread --------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        intake = self._intake
+        while True:
+            item = intake.get()
+            if not self._discovered.is_set():
+                self._run_discovery()
+            try:
+                if type(item) is tuple:
+                    built = _build(item)
+                    if isinstance(built, TrackingEvent):
+                        for lane in self.lanes:
+                            lane.offer(built)
+                    else:
+                        for lane in self.lanes:
+                            if lane.takes_identify:
+                                lane.offer(built)
+                elif isinstance(item, _Flush):
+                    lanes = self.lanes
+                    item.expect(lanes)
+                    for lane in lanes:
+                        lane.offer_control(item)
+                elif isinstance(item, _Sync):
+                    item.done.set()
+                elif isinstance(item, _BadInput):
+                    self.bad_input += 1
+                    for lane in self.lanes:
+                        lane.count_bad_input()
+                    rate_limited.log(
+                        logging.WARNING,
+                        f"bad_input:{item.reason.split(':')[0]}",
+                        "tracking: dropped a call: %s",
+                        item.reason,
+                    )
+            except Exception:
+                logger.exception("tracking: internal error while dispatching; item dropped")
+
+    # -- flush, shutdown, fork --------------------------------------------------------------
+
+    def flush(self, timeout: float | None) -> bool:
+        deadline = time.monotonic() + (self.settings.flush_timeout if timeout is None else timeout)
+        if not self.ensure_discovered(max(0.0, deadline - time.monotonic())):
+            return False
+        marker = _Flush()
+        self.submit_control(marker)
+        return marker.done.wait(max(0.0, deadline - time.monotonic())) and marker.ok
+
+    def submit_control(self, marker: _Flush) -> None:
+        if self._dispatcher is None:
+            self._start()
+        self._intake.put(marker)
+
+    def shutdown(self, timeout: float | None) -> bool:
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(0.0, budget)
+        with self._lock:
+            dispatcher = self._dispatcher
+            lanes = self.lanes
+        if dispatcher is None and not any(lane.queued() for lane in lanes):
+            return True
+        for lane in lanes:
+            lane.begin_shutdown(deadline)
+        stop = _Stop()
+        self.submit_control(stop)
+        finished = stop.done.wait(max(0.0, deadline - time.monotonic()))
+        if not finished:
+            lost: dict[str, int] = {}
+            for lane in lanes:
+                left = lane.abandon()
+                if left:
+                    lost[lane.name] = left
+            summary = ", ".join(f"{name}: {count}" for name, count in lost.items())
+            logger.error(
+                "tracking: shutdown ran out of its %.1fs budget; events not delivered: %s",
+                budget,
+                summary or "none waiting (a provider is still busy)",
+            )
+        return finished and stop.ok
+
+    def reset(self, *, discover: bool, timeout: float = 5.0) -> None:
+        """Forget every provider and count, re-read the settings (for test suites).
+
+        Items still in the intake are handed out first; each removed provider gets up to
+        `timeout` seconds to finish what it holds. With `discover`, plugin discovery runs again
+        on next use; without it, discovery counts as done and finds nothing.
+        """
+        deadline = time.monotonic() + timeout
+        if self._dispatcher is not None:
+            sync = _Sync()
+            self._intake.put(sync)
+            sync.done.wait(timeout)
+        with self._lock:
+            lanes = self.lanes
+            self._lanes = {}
+            self.lanes = ()
+        stops = []
+        for lane in lanes:
+            stop = _Stop()
+            stop.expect([lane])
+            lane.begin_shutdown(deadline)
+            lane.offer_control(stop)
+            stops.append((lane, stop))
+        for lane, stop in stops:
+            if not stop.done.wait(max(0.0, deadline - time.monotonic())):
+                lane.abandon()
+        self.settings, errors = EngineSettings.from_environ()
+        for error in errors:
+            logger.warning("tracking: %s; using the default", error)
+        self.intake_dropped = 0
+        self.bad_input = 0
+        rate_limited.reset()
+        with self._lock:
+            self._discovery_started = not discover
+            self._discovered = threading.Event()
+            if not discover:
+                self._discovered.set()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._intake = queue.SimpleQueue()
+        self._dispatcher = None
+        self.intake_dropped = 0
+        self.bad_input = 0
+        if not self._discovered.is_set():
+            self._discovery_started = False
+            self._discovered = threading.Event()
+        for lane in self.lanes:
+            lane.after_fork()
+
+    def stats(self) -> dict[str, ProviderStats]:
+        result = {}
+        for lane in self.lanes:
+            snap = lane.stats()
+            if self.intake_dropped:
+                dropped = dict(snap.dropped)
+                dropped[DropReason.QUEUE_FULL] = (
+                    dropped.get(DropReason.QUEUE_FULL, 0) + self.intake_dropped
+                )
+                snap = dataclasses.replace(
+                    snap,
+                    accepted=snap.accepted + self.intake_dropped,
+                    dropped=types.MappingProxyType(dropped),
+                )
+            result[lane.name] = snap
+        return result
+
+    def report_bad_input(self, reason: str) -> None:
+        self.submit(_BadInput(reason))

@@ -1,0 +1,519 @@
+"""The batching HTTP sender that every HTTP provider reuses.
+
+A provider subclasses `HttpProvider` and writes only its wire mapping:
+
+- `HttpProvider.encode`: one event or identify -> a `WireItem` (a JSON-ready payload and the
+  *route* it goes to; one request never mixes routes), or `SkipItem` when the vendor cannot take it;
+- `HttpProvider.build_request`: a route and a list of encoded items -> one `HttpRequest`
+  (URL, headers, body). It is called again for every attempt, so per-attempt values
+  (a ``sent_at``, a signature timestamp) are fresh while the items stay byte-identical;
+- `HttpProvider.read_response` (optional): the vendor's answer -> an `Outcome`;
+- the limits: `max_events`, `max_request_bytes`, `max_item_bytes` (or `HttpProvider.limits`
+  per route).
+
+The engine and this module do the rest: batching by count, time and encoded size; one keep-alive
+``httpx.Client`` per provider with TLS verification on; retries with exponential backoff and full
+jitter on connection errors, timeouts, 408, 429 and 5xx, honouring ``Retry-After``; bounded
+attempts and time per batch; 413 splits; partial rejections; a circuit that probes a dead
+destination slowly; 410 stops the provider; every drop counted under its reason.
+
+``httpx`` is imported the first time a request is sent, so ``import tracking_core`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import email.utils
+import gzip
+import json
+import logging
+import os
+import random
+import time
+import urllib.parse
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._log import logger, rate_limited, redact
+from ._version import __version__
+from .engine import DeliveryControl, DropReason, Item
+from .event import TrackingEvent, TrackingIdentify, json_safe
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "HttpProvider",
+    "HttpRequest",
+    "HttpResponse",
+    "Limits",
+    "Outcome",
+    "SkipItem",
+    "WireItem",
+    "dumps",
+    "join_json",
+    "parse_retry_after",
+]
+
+#: Bodies at least this large are gzipped when the request allows it.
+GZIP_MIN_BYTES = 1024
+#: The longest ``Retry-After`` honoured, in seconds (longer values are clamped).
+RETRY_AFTER_MAX = 60.0
+
+
+def dumps(value: Any) -> bytes:
+    """Compact, strict JSON (no NaN tokens) as UTF-8 bytes; values are converted by
+    `tracking_core.json_safe` when plain encoding fails."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(
+            json_safe(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: keep the event, replace the bad characters
+        return text.encode("utf-8", "replace")
+
+
+def join_json(items: Sequence[bytes]) -> bytes:
+    """A JSON array made of already encoded items."""
+    return b"[" + b",".join(items) + b"]"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), clamped to
+    [0, `RETRY_AFTER_MAX`]; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+class SkipItem(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised by `HttpProvider.encode` for an item the vendor cannot take; counted as dropped."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class WireItem:
+    """One encoded item: the JSON-ready `payload` and the `route` (request kind) it goes to."""
+
+    payload: Any
+    route: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """A vendor's request limits for one route.
+
+    Attributes:
+        max_events: items per request.
+        max_bytes: encoded (uncompressed) body size per request.
+        max_item_bytes: encoded size of one item; larger items are dropped as ``too_large``.
+    """
+
+    max_events: int
+    max_bytes: int
+    max_item_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpRequest:
+    """One request to send. `gzip`: compress the body when it is large enough to be worth it."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gzip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpResponse:
+    """The vendor's answer, as given to `HttpProvider.read_response`.
+
+    Attributes:
+        status: the HTTP status code.
+        headers: the response headers, names in lower case.
+        body: the raw body.
+        count: how many items the request carried.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    count: int
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def text(self, limit: int = 200) -> str:
+        """The start of the body as text, for log lines."""
+        return self.body[:limit].decode("utf-8", "replace").strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a response means for the batch it answered.
+
+    Attributes:
+        kind: ``"delivered"``; ``"retry"`` (transient: back off and send again); ``"split"``
+            (413: halve the batch; a single item is dropped as too large); ``"reject"`` (drop
+            the whole batch, not retried); ``"gone"`` (drop it and stop this provider).
+        reason: a short text for the log (never a secret).
+        retry_after: with ``"retry"``, seconds to wait instead of the computed backoff.
+        rejected: item indexes the vendor refused; they are dropped (``rejected``), whatever
+            the kind.
+        retry_only: with ``"retry"``, the only indexes to send again; the others that are not
+            rejected count as delivered. None: every item not rejected is sent again.
+    """
+
+    kind: Literal["delivered", "retry", "split", "reject", "gone"]
+    reason: str = ""
+    retry_after: float | None = None
+    rejected: Sequence[int] = ()
+    retry_only: Sequence[int] | None = None
+
+
+def default_outcome(response: HttpResponse) -> Outcome:
+    """The status-code reading every provider starts from."""
+    status = response.status
+    if 200 <= status < 300:
+        return Outcome("delivered")
+    if status == 410:
+        return Outcome("gone", f"HTTP 410 Gone: {response.text()}")
+    if status == 413:
+        return Outcome("split", "HTTP 413 Payload Too Large")
+    if status in (408, 429) or status >= 500:
+        return Outcome(
+            "retry",
+            f"HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    return Outcome("reject", f"HTTP {status}: {response.text()}")
+
+
+class HttpProvider(abc.ABC):
+    """Base class for providers that deliver batches over HTTP (see the module doc).
+
+    Subclasses set `name` and implement `encode` and `build_request`. The engine recognises an
+    `HttpProvider` and batches for it; `track` is not called.
+    """
+
+    name: str
+    #: Items per request (the engine also caps batches by ``TRACKING_BATCH_SIZE``).
+    max_events: int = 1000
+    #: Encoded body size per request, in bytes, before compression.
+    max_request_bytes: int = 1_000_000
+    #: Encoded size of one item; None means `max_request_bytes` less the envelope.
+    max_item_bytes: int | None = None
+
+    _client: httpx.Client | None = None
+    _client_pid: int = 0
+    _consecutive_failures: int = 0
+    _circuit_until: float = 0.0
+
+    # -- what a provider writes -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
+        """The wire form of one event or identify. Raise `SkipItem` to drop it (counted)."""
+
+    @abc.abstractmethod
+    def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
+        """One request carrying `items` (each an encoded JSON value, in order) to `route`.
+
+        `batch_id` is a UUID string that stays the same on every attempt of this batch.
+        """
+
+    def read_response(self, route: str, response: HttpResponse) -> Outcome:
+        """What the vendor's answer means; the default reads the status code only."""
+        return default_outcome(response)
+
+    def limits(self, route: str) -> Limits:
+        """The request limits for `route`; by default the class attributes."""
+        return Limits(
+            self.max_events,
+            self.max_request_bytes,
+            self.max_item_bytes if self.max_item_bytes is not None else self.max_request_bytes,
+        )
+
+    def secrets(self) -> Sequence[str]:
+        """Values to mask in every log line this provider causes (keys, tokens)."""
+        return ()
+
+    def __repr__(self) -> str:
+        # Never show attributes: they hold keys.
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    def track(self, event: TrackingEvent) -> None:
+        """Not used: the engine hands an `HttpProvider` batches through `deliver_batch`."""
+        raise TypeError(
+            f"{type(self).__name__} delivers in batches; register it with "
+            "register_tracking_provider() and call tracking_core.track()"
+        )
+
+    def batch_limit(self) -> int:
+        return self.max_events
+
+    # -- delivery (engine side) ---------------------------------------------------------------
+
+    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
+        """Encode `items`, group them by route, cut requests by the limits, and send them."""
+        groups: dict[str, list[bytes]] = {}
+        for item in items:
+            try:
+                wire = self.encode(item)
+                data = dumps(wire.payload)
+            except SkipItem as skip:
+                control.dropped(skip.reason, 1)
+                self._warn(skip.reason, "%s dropped an item: %s", self.name, str(skip))
+                continue
+            except Exception as exc:
+                control.dropped(DropReason.PROVIDER_ERROR, 1)
+                self._warn(
+                    "encode",
+                    "%s could not encode an item (%s); dropped",
+                    self.name,
+                    type(exc).__name__,
+                )
+                continue
+            limit = self.limits(wire.route).max_item_bytes
+            if len(data) > limit:
+                control.dropped(DropReason.TOO_LARGE, 1)
+                self._warn(
+                    DropReason.TOO_LARGE,
+                    "%s dropped an item of %d bytes (limit %d)",
+                    self.name,
+                    len(data),
+                    limit,
+                )
+                continue
+            groups.setdefault(wire.route, []).append(data)
+        for route, datas in groups.items():
+            limits = self.limits(route)
+            overhead = len(self.build_request(route, [], str(uuid.uuid4())).body) + 64
+            chunk: list[bytes] = []
+            size = overhead
+            for data in datas:
+                if chunk and (
+                    len(chunk) >= limits.max_events or size + len(data) + 1 > limits.max_bytes
+                ):
+                    self._send(route, chunk, control)
+                    chunk, size = [], overhead
+                chunk.append(data)
+                size += len(data) + 1
+            if chunk:
+                self._send(route, chunk, control)
+
+    def _send(self, route: str, chunk: list[bytes], control: DeliveryControl) -> None:
+        work = [chunk]
+        while work:
+            self._send_with_retries(route, work.pop(), control, work)
+
+    def _send_with_retries(
+        self,
+        route: str,
+        batch: list[bytes],
+        control: DeliveryControl,
+        work: list[list[bytes]],
+    ) -> None:
+        settings = control.settings
+        batch_id = str(uuid.uuid4())
+        started = time.monotonic()
+        attempt = 0
+        while batch:
+            attempt += 1
+            wait = self._circuit_until - time.monotonic()
+            if wait > 0 and not control.sleep(wait):
+                self._give_up(control, batch, DropReason.SHUTDOWN, "the destination is down")
+                return
+            left = control.time_left()
+            if left is not None and left <= 0:
+                self._give_up(control, batch, DropReason.SHUTDOWN, "the shutdown budget ran out")
+                return
+            timeout = settings.http_timeout if left is None else min(settings.http_timeout, left)
+            request = self.build_request(route, batch, batch_id)
+            outcome, status = self._attempt(request, route, len(batch), timeout, attempt, control)
+            transient = status is None or status >= 500 or status in (408, 429)
+            self._circuit(transient, settings.circuit_threshold, settings.circuit_probe_interval)
+            rejected = sorted({i for i in outcome.rejected if 0 <= i < len(batch)})
+            if rejected:
+                control.dropped(DropReason.REJECTED, len(rejected))
+                self._warn(
+                    DropReason.REJECTED,
+                    "%s: the vendor rejected %d of %d items: %s",
+                    self.name,
+                    len(rejected),
+                    len(batch),
+                    outcome.reason,
+                )
+            kept = [i for i in range(len(batch)) if i not in set(rejected)]
+            if outcome.kind == "delivered":
+                control.delivered(len(kept))
+                return
+            if outcome.kind == "reject":
+                self._give_up(control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason)
+                return
+            if outcome.kind == "gone":
+                control.dropped(DropReason.PROVIDER_STOPPED, len(kept))
+                control.stop_provider(f"the destination answered {outcome.reason}")
+                return
+            if outcome.kind == "split":
+                if len(batch) == 1:
+                    self._give_up(control, batch, DropReason.TOO_LARGE, outcome.reason)
+                else:
+                    half = len(batch) // 2
+                    work.append(batch[half:])
+                    work.append(batch[:half])
+                return
+            # retry
+            control.failed()
+            if outcome.retry_only is not None:
+                again = sorted(set(outcome.retry_only) & set(kept))
+                control.delivered(len(kept) - len(again))
+            else:
+                again = kept
+            batch = [batch[i] for i in again]
+            if not batch:
+                return
+            delay = outcome.retry_after
+            if delay is None:
+                ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** (attempt - 1))
+                delay = random.uniform(0, ceiling)
+            elapsed = time.monotonic() - started
+            if attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
+                self._give_up(
+                    control,
+                    batch,
+                    DropReason.RETRIES_EXHAUSTED,
+                    f"{outcome.reason} after {attempt} attempts in {elapsed:.1f}s",
+                )
+                return
+            control.retried(len(batch))
+            if not control.sleep(delay):
+                self._give_up(control, batch, DropReason.SHUTDOWN, "the shutdown budget ran out")
+                return
+
+    def _circuit(self, failed: bool, threshold: int, probe_interval: float) -> None:
+        if not failed:
+            if self._circuit_until:
+                logger.warning("tracking: %s answers again; resuming delivery", self.name)
+            self._consecutive_failures = 0
+            self._circuit_until = 0.0
+            return
+        self._consecutive_failures += 1
+        if self._consecutive_failures >= threshold:
+            if not self._circuit_until:
+                logger.warning(
+                    "tracking: %s failed %d times in a row; probing it every %.0fs",
+                    self.name,
+                    self._consecutive_failures,
+                    probe_interval,
+                )
+            self._circuit_until = time.monotonic() + probe_interval
+
+    def _give_up(
+        self, control: DeliveryControl, batch: Sequence[bytes], reason: str, why: str
+    ) -> None:
+        if not batch:
+            return
+        control.dropped(reason, len(batch))
+        self._warn(reason, "%s dropped %d items (%s): %s", self.name, len(batch), reason, why)
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        safe = tuple(redact(a, self.secrets()) if isinstance(a, str) else a for a in args)
+        rate_limited.log(logging.WARNING, f"{self.name}:{key}", "tracking: " + message, *safe)
+
+    def _http(self) -> httpx.Client:
+        pid = os.getpid()
+        # Only this provider's worker thread sends, so no lock is needed.
+        if self._client is None or self._client_pid != pid:
+            import httpx
+
+            # After a fork the parent's connections are not ours: start afresh.
+            self._client = httpx.Client(
+                follow_redirects=False,
+                verify=True,
+                headers={"User-Agent": f"tracking-core/{__version__} ({self.name})"},
+            )
+            self._client_pid = pid
+        return self._client
+
+    def close(self) -> None:
+        """Close this provider's HTTP connections (they reopen on the next request)."""
+        client, self._client = self._client, None
+        if client is not None and self._client_pid == os.getpid():
+            client.close()
+
+    def _attempt(
+        self,
+        request: HttpRequest,
+        route: str,
+        count: int,
+        timeout: float,
+        attempt: int,
+        control: DeliveryControl,
+    ) -> tuple[Outcome, int | None]:
+        import httpx
+
+        headers = {"Content-Type": "application/json", **request.headers}
+        body = request.body
+        if request.gzip and len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            response = self._http().post(
+                request.url,
+                content=body,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            )
+            status = response.status_code
+            answer = HttpResponse(
+                status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.content,
+                count,
+            )
+            outcome = self.read_response(route, answer)
+        except httpx.TransportError as exc:
+            outcome = Outcome("retry", f"{type(exc).__name__} (no answer)")
+        control.batch_sent()
+        if control.settings.debug:
+            parts = urllib.parse.urlsplit(request.url)
+            logger.info(
+                "tracking: %s sent %d items to %s -> %s in %.1f ms (attempt %d)",
+                self.name,
+                count,
+                redact(f"{parts.netloc.rpartition('@')[2]}{parts.path}", self.secrets()),
+                status if status is not None else outcome.reason,
+                (time.monotonic() - started) * 1000,
+                attempt,
+            )
+        return outcome, status
