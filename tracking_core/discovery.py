@@ -11,7 +11,7 @@ import importlib.metadata
 import logging
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -71,9 +71,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def discover(
-    register: Callable[[Any], None], environ: Mapping[str, str]
-) -> list[PluginReport]:
+def discover(register: Callable[[Any], None], environ: Mapping[str, str]) -> list[PluginReport]:
     """Load every allowed plugin and let it register the providers its variables enable."""
     env = types.MappingProxyType(dict(environ))
     try:
@@ -83,7 +81,9 @@ def discover(
         disabled = False
     allow = set() if disabled else allowed_plugins(env)
     if disabled:
-        logger.info("tracking: TRACKING_DISABLED is set; no provider is enabled from the environment")
+        logger.info(
+            "tracking: TRACKING_DISABLED is set; no provider is enabled from the environment"
+        )
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     reports: list[PluginReport] = []
@@ -137,7 +137,7 @@ def _load_one(
     for impl in pm.hook.tracking_provider_settings.get_hookimpls():
         if impl.plugin is module:
             try:
-                settings = tuple(impl.function())
+                settings = tuple(cast("list[ProviderSetting]", impl.function()))
             except Exception as exc:
                 logger.warning(
                     "tracking: provider plugin %r failed to describe its settings: %s",
@@ -153,6 +153,4 @@ def _load_one(
             error = _describe(exc)
             level = logging.WARNING if isinstance(exc, SettingsError) else logging.ERROR
             logger.log(level, "tracking: provider plugin %r is disabled: %s", ep.name, error)
-    return dataclasses.replace(
-        base, providers=tuple(registered), error=error, settings=settings
-    )
+    return dataclasses.replace(base, providers=tuple(registered), error=error, settings=settings)

@@ -28,6 +28,7 @@ import email.utils
 import gzip
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -99,12 +100,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
-class SkipItem(Exception):  # noqa: N818 - it is a signal, not an error
+class SkipItem(Exception):
     """Raised by `HttpProvider.encode` for an item the vendor cannot take; counted as dropped."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -154,12 +155,15 @@ class HttpResponse:
         headers: the response headers, names in lower case.
         body: the raw body.
         count: how many items the request carried.
+        items: the encoded items the request carried, in order (indexes in an `Outcome` refer
+            to them), for vendors whose answer names items by their ids.
     """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
     count: int
+    items: Sequence[bytes] = ()
 
     def json(self) -> Any:
         """The body parsed as JSON, or None when it is not JSON."""
@@ -357,7 +361,7 @@ class HttpProvider(abc.ABC):
                 return
             timeout = settings.http_timeout if left is None else min(settings.http_timeout, left)
             request = self.build_request(route, batch, batch_id)
-            outcome, status = self._attempt(request, route, len(batch), timeout, attempt, control)
+            outcome, status = self._attempt(request, route, batch, timeout, attempt, control)
             transient = status is None or status >= 500 or status in (408, 429)
             self._circuit(transient, settings.circuit_threshold, settings.circuit_probe_interval)
             rejected = sorted({i for i in outcome.rejected if 0 <= i < len(batch)})
@@ -376,7 +380,9 @@ class HttpProvider(abc.ABC):
                 control.delivered(len(kept))
                 return
             if outcome.kind == "reject":
-                self._give_up(control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason)
+                self._give_up(
+                    control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason
+                )
                 return
             if outcome.kind == "gone":
                 control.dropped(DropReason.PROVIDER_STOPPED, len(kept))
@@ -402,7 +408,9 @@ class HttpProvider(abc.ABC):
                 return
             delay = outcome.retry_after
             if delay is None:
-                ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** (attempt - 1))
+                ceiling = min(
+                    settings.retry_backoff_max, settings.retry_backoff * 2 ** (attempt - 1)
+                )
                 delay = random.uniform(0, ceiling)
             elapsed = time.monotonic() - started
             if attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
@@ -429,7 +437,7 @@ class HttpProvider(abc.ABC):
         if self._consecutive_failures >= threshold:
             if not self._circuit_until:
                 logger.warning(
-                    "tracking: %s failed %d times in a row; probing it every %.0fs",
+                    "tracking: %s failed %d times in a row; probing it every %gs",
                     self.name,
                     self._consecutive_failures,
                     probe_interval,
@@ -473,7 +481,7 @@ class HttpProvider(abc.ABC):
         self,
         request: HttpRequest,
         route: str,
-        count: int,
+        items: Sequence[bytes],
         timeout: float,
         attempt: int,
         control: DeliveryControl,
@@ -499,7 +507,8 @@ class HttpProvider(abc.ABC):
                 status,
                 {k.lower(): v for k, v in response.headers.items()},
                 response.content,
-                count,
+                len(items),
+                items,
             )
             outcome = self.read_response(route, answer)
         except httpx.TransportError as exc:
@@ -510,7 +519,7 @@ class HttpProvider(abc.ABC):
             logger.info(
                 "tracking: %s sent %d items to %s -> %s in %.1f ms (attempt %d)",
                 self.name,
-                count,
+                len(items),
                 redact(f"{parts.netloc.rpartition('@')[2]}{parts.path}", self.secrets()),
                 status if status is not None else outcome.reason,
                 (time.monotonic() - started) * 1000,

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import types
-from typing import Any
+from typing import Any, cast
 
 from ._log import logger
 from .discovery import PluginReport, discover
@@ -68,15 +68,15 @@ def runtime() -> Runtime:
     holder = sys.modules.get(_STATE_MODULE)
     state = getattr(holder, "runtime", None) if holder is not None else None
     if state is not None:
-        return state  # type: ignore[no-any-return]
+        return cast(Runtime, state)
     with _creation_lock():
         holder = sys.modules.get(_STATE_MODULE)
         if holder is None:
             holder = types.ModuleType(_STATE_MODULE, "tracking-core's process-wide state")
             sys.modules[_STATE_MODULE] = holder
         if getattr(holder, "runtime", None) is None:
-            holder.runtime = Runtime()  # type: ignore[attr-defined]
-        return holder.runtime  # type: ignore[attr-defined, no-any-return]
+            setattr(holder, "runtime", Runtime())  # noqa: B010 - a dynamic module attribute
+        return cast(Runtime, getattr(holder, "runtime"))  # noqa: B009
 
 
 def _creation_lock() -> threading.Lock:

@@ -7,6 +7,7 @@ value produces the same kind of message: the variable's name and what was wrong 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -55,9 +56,7 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool = False) -> bo
     raise SettingsError(name, f"expected 1/true or 0/false, got {value!r}")
 
 
-def env_int(
-    environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0
-) -> int:
+def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """An integer of at least `minimum`; `default` when unset or empty."""
     value = _raw(environ, name)
     if value is None:
@@ -82,7 +81,7 @@ def env_float(
         number = float(value)
     except ValueError:
         raise SettingsError(name, f"expected a number, got {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise SettingsError(name, f"expected a finite number, got {value!r}")
     if number < minimum:
         raise SettingsError(name, f"must be at least {minimum:g}, got {number:g}")
@@ -127,7 +126,8 @@ def env_secret(environ: Mapping[str, str], name: str) -> str | None:
         with open(path, encoding="utf-8") as handle:
             content = handle.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(file_var, f"cannot read the file it names ({exc.__class__.__name__})")
+        problem = f"cannot read the file it names ({exc.__class__.__name__})"
+        raise SettingsError(file_var, problem) from None
     if not content:
         raise SettingsError(file_var, "names an empty file")
     return content

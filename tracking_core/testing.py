@@ -94,8 +94,9 @@ class RecordingProvider:
         with self._lock:
             return [event for event in self.events if event.name == name]
 
-    def assert_tracked(self, name: str, properties: Mapping[str, Any] | None = None,
-                       **fields: Any) -> TrackingEvent:
+    def assert_tracked(
+        self, name: str, properties: Mapping[str, Any] | None = None, **fields: Any
+    ) -> TrackingEvent:
         """Flush, then assert one event called `name` arrived whose properties include
         `properties` (compared after `json_safe`) and whose other fields equal `fields`
         (``user_id=...``, ``anonymous_id=...``). Returns the last such event."""

@@ -30,7 +30,7 @@ class TrackingProvider(Protocol):
 
     name: str
 
-    def track(self, event: TrackingEvent) -> None | Awaitable[None]:
+    def track(self, event: TrackingEvent) -> Awaitable[None] | None:
         """Deliver one event."""
         ...
 

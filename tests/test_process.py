@@ -1,0 +1,189 @@
+"""Process life: exit flush, exit budget, fork, reload and double import (in subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+FILE_PROVIDER = """
+import os, sys, time, threading
+sys.path.insert(0, {repo!r})
+import tracking_core as tc
+
+class FileProvider:
+    name = "file"
+    def __init__(self, path, delay=0.0):
+        self.path, self.delay = path, delay
+    def track(self, event):
+        if self.delay:
+            time.sleep(self.delay)
+        with open(self.path, "a") as f:
+            f.write(f"{{os.getpid()}} {{event.name}} {{event.event_id}}\\n")
+"""
+
+
+def run(
+    script: str, tmp_path: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "script.py"
+    path.write_text(FILE_PROVIDER.format(repo=str(REPO)) + textwrap.dedent(script))
+    return subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        cwd=tmp_path,
+    )
+
+
+def lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_pending_events_are_delivered_at_interpreter_exit(tmp_path: Path) -> None:
+    out = tmp_path / "events.txt"
+    result = run(
+        f"""
+        tc.register_tracking_provider(FileProvider({str(out)!r}, delay=0.002))
+        for i in range(300):
+            tc.track(f"e{{i}}")
+        # no flush: the atexit shutdown must deliver them
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    names = [line[1] for line in lines(out)]
+    assert names == [f"e{i}" for i in range(300)]
+
+
+def test_exit_with_a_hung_provider_ends_within_the_budget_and_reports_losses(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "events.txt"
+    started = time.monotonic()
+    result = run(
+        f"""
+        import threading, logging
+        logging.basicConfig(level=logging.WARNING)
+        class Hung:
+            name = "hung"
+            def track(self, event):
+                threading.Event().wait()
+        tc.register_tracking_provider(Hung())
+        tc.register_tracking_provider(FileProvider({str(out)!r}))
+        for i in range(50):
+            tc.track(f"e{{i}}")
+        """,
+        tmp_path,
+        TRACKING_SHUTDOWN_TIMEOUT="1",
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 15  # the budget is 1 s; the rest is interpreter start-up on a busy machine
+    assert len(lines(out)) == 50  # the healthy provider still got everything
+    assert "shutdown ran out of its 1.0s budget" in result.stderr
+    assert "hung: 50" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_starts_clean_and_each_side_delivers_only_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "events.txt"
+    result = run(
+        f"""
+        import os
+        tc.register_tracking_provider(FileProvider({str(out)!r}, delay=0.005))
+        for i in range(40):
+            tc.track("parent-before")
+        pid = os.fork()
+        if pid == 0:
+            for i in range(10):
+                tc.track("child")
+            ok = tc.flush_tracking(20)
+            stats = tc.tracking_stats()["file"]
+            os._exit(0 if ok and stats.delivered == 10 and stats.accepted == 10 else 3)
+        tc.track("parent-after")
+        _, status = os.waitpid(pid, 0)
+        assert tc.flush_tracking(20)
+        print("child-status", os.waitstatus_to_exitcode(status), "parent", os.getpid())
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert words[1] == "0", result.stdout
+    parent_pid = words[3]
+    records = lines(out)
+    by_parent = [r for r in records if r[0] == parent_pid]
+    by_child = [r for r in records if r[0] != parent_pid]
+    assert [r[1] for r in by_child] == ["child"] * 10
+    assert sorted(r[1] for r in by_parent) == ["parent-after"] + ["parent-before"] * 40
+    ids = [r[2] for r in records]
+    assert len(ids) == len(set(ids)) == 51  # nothing delivered twice
+
+
+def test_one_registry_across_reload_and_a_second_import(tmp_path: Path) -> None:
+    out = tmp_path / "events.txt"
+    result = run(
+        f"""
+        import importlib, importlib.util
+        tc.register_tracking_provider(FileProvider({str(out)!r}))
+        reloaded = importlib.reload(tc)
+        assert reloaded.list_tracking_providers() == ["file"], reloaded.list_tracking_providers()
+        spec = importlib.util.spec_from_file_location(
+            "tracking_core_copy",
+            os.path.join({str(REPO)!r}, "tracking_core", "__init__.py"),
+            submodule_search_locations=[os.path.join({str(REPO)!r}, "tracking_core")],
+        )
+        copy = importlib.util.module_from_spec(spec)
+        sys.modules["tracking_core_copy"] = copy
+        spec.loader.exec_module(copy)
+        assert copy is not tc and copy.track is not tc.track
+        assert copy.list_tracking_providers() == ["file"]
+        copy.track("from-copy")
+        reloaded.track("from-reloaded")
+        assert tc.flush_tracking(5)
+        import threading
+        print(sum(t.name == "tracking-dispatch" for t in threading.enumerate()),
+              sum(t.name == "tracking-file" for t in threading.enumerate()))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]  # one dispatcher, one worker
+    assert [r[1] for r in lines(out)] == ["from-copy", "from-reloaded"]
+
+
+def test_import_starts_no_thread_and_idle_workers_do_not_poll(tmp_path: Path) -> None:
+    result = run(
+        """
+        import threading, time, resource
+        assert [t.name for t in threading.enumerate()] == ["MainThread"]
+        class Quiet:
+            name = "quiet"
+            def track(self, event):
+                pass
+        tc.register_tracking_provider(Quiet())
+        assert [t.name for t in threading.enumerate()] == ["MainThread"]  # lazy
+        tc.track("wake")
+        assert tc.flush_tracking(5)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(1.0)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        print(f"{cpu:.4f}", len(threading.enumerate()))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    cpu, threads = result.stdout.split()
+    assert int(threads) == 3  # main, dispatcher, one worker
+    assert float(cpu) < 0.05  # a polling loop would burn far more in a second
