@@ -50,7 +50,7 @@ def types(session: nox.Session) -> None:
     """mypy --strict over the core, every provider package and the tests."""
     install_project(session)
     session.install("mypy>=1.10")
-    session.run("mypy", "--strict", *PACKAGE_DIRS, "tests")
+    session.run("mypy", "--strict", *PACKAGE_DIRS, "tests", "benchmarks", "examples")
 
 
 @nox.session(python="3.11")

@@ -95,7 +95,7 @@ def main() -> None:
     finally:
         receiver.communicate("", timeout=10)
     stats = tc.tracking_stats()["bench"]
-    batch = tc.registry.runtime().engine.settings.batch_size  # type: ignore[attr-defined]
+    batch = tc.registry.runtime().engine.settings.batch_size
     print(f"\n{args.events} events, TRACKING_BATCH_SIZE={batch}, flush ok={ok}\n")
     print("| events/s | CPU s per 10k events | wall s | requests | received once |")
     print("|---|---|---|---|---|")
