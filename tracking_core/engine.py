@@ -79,6 +79,9 @@ class ProviderStats:
         batches: HTTP requests sent (batching providers only).
         dropped: events given up on, by reason (see `DropReason`).
         queued: events waiting or in flight now.
+        last_status: the HTTP status of the latest answer (HTTP providers), or None.
+        last_error: the latest failure, as text without secrets (an HTTP reason, or the
+            exception type a plain provider raised), or None when the latest attempt succeeded.
     """
 
     accepted: int
@@ -88,12 +91,26 @@ class ProviderStats:
     batches: int
     dropped: Mapping[str, int]
     queued: int
+    last_status: int | None = None
+    last_error: str | None = None
 
 
 class _Counters:
-    __slots__ = ("accepted", "batches", "delivered", "dropped", "failed", "in_flight", "retried")
+    __slots__ = (
+        "accepted",
+        "batches",
+        "delivered",
+        "dropped",
+        "failed",
+        "in_flight",
+        "last_error",
+        "last_status",
+        "retried",
+    )
 
     def __init__(self) -> None:
+        self.last_status: int | None = None
+        self.last_error: str | None = None
         self.accepted = 0
         self.delivered = 0
         self.failed = 0
@@ -192,8 +209,17 @@ class DeliveryControl:
     def retried(self, count: int) -> None:
         self._lane.counters.retried += count
 
-    def batch_sent(self) -> None:
-        self._lane.counters.batches += 1
+    def batch_sent(self, status: int | None, error: str | None) -> None:
+        """Count one request sent; remember its status and, when it failed, why."""
+        counters = self._lane.counters
+        counters.batches += 1
+        counters.last_status = status
+        counters.last_error = error
+
+    @property
+    def stopped(self) -> bool:
+        """True once the provider was stopped for good (after a 410 Gone)."""
+        return self._lane.is_stopped()
 
     def stop_provider(self, why: str) -> None:
         """Stop this provider for good: later items are dropped as ``provider_stopped``."""
@@ -298,7 +324,12 @@ class Lane:
             batches=c.batches,
             dropped=types.MappingProxyType(dict(c.dropped)),
             queued=queued + c.in_flight,
+            last_status=c.last_status,
+            last_error=c.last_error,
         )
+
+    def is_stopped(self) -> bool:
+        return self._stopped_why is not None
 
     def stop_for_good(self, why: str) -> None:
         with self._cond:
@@ -388,8 +419,10 @@ class Lane:
                     assert isinstance(item, TrackingIdentify)
                     self._call(self.provider.identify, item.user_id, item.traits)
                 counters.delivered += 1
+                counters.last_error = None
             except Exception as exc:
                 counters.failed += 1
+                counters.last_error = f"{type(exc).__name__} raised by the provider"
                 counters.drop(DropReason.PROVIDER_ERROR)
                 if rate_limited.log(
                     logging.ERROR,

@@ -35,6 +35,7 @@ import socket
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -201,6 +202,30 @@ class Outcome:
     retry_only: Sequence[int] | None = None
 
 
+class _HttpxRedactor(logging.Filter):
+    """Masks the HTTP providers' secrets in the ``httpx`` logger's lines.
+
+    httpx logs ``HTTP Request: POST <full URL>`` at INFO; a webhook URL may carry a token in its
+    query or path. The filter rewrites only lines that contain a secret of a live provider.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.providers: weakref.WeakSet[HttpProvider] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [secret for provider in list(self.providers) for secret in provider.secrets()]
+        if secrets:
+            message = record.getMessage()
+            masked = redact(message, secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+_httpx_redactor = _HttpxRedactor()
+
+
 def default_outcome(response: HttpResponse) -> Outcome:
     """The status-code reading every provider starts from."""
     status = response.status
@@ -295,11 +320,11 @@ class HttpProvider(abc.ABC):
                 data = dumps(wire.payload)
             except SkipItem as skip:
                 control.dropped(skip.reason, 1)
-                self._warn(skip.reason, "%s dropped an item: %s", self.name, str(skip))
+                self.warn(skip.reason, "%s dropped an item: %s", self.name, str(skip))
                 continue
             except Exception as exc:
                 control.dropped(DropReason.PROVIDER_ERROR, 1)
-                self._warn(
+                self.warn(
                     "encode",
                     "%s could not encode an item (%s); dropped",
                     self.name,
@@ -309,7 +334,7 @@ class HttpProvider(abc.ABC):
             limit = self.limits(wire.route).max_item_bytes
             if len(data) > limit:
                 control.dropped(DropReason.TOO_LARGE, 1)
-                self._warn(
+                self.warn(
                     DropReason.TOO_LARGE,
                     "%s dropped an item of %d bytes (limit %d)",
                     self.name,
@@ -337,7 +362,11 @@ class HttpProvider(abc.ABC):
     def _send(self, route: str, chunk: list[bytes], control: DeliveryControl) -> None:
         work = [chunk]
         while work:
-            self._send_with_retries(route, work.pop(), control, work)
+            batch = work.pop()
+            if control.stopped:  # a 410 earlier in this delivery: send nothing more
+                control.dropped(DropReason.PROVIDER_STOPPED, len(batch))
+                continue
+            self._send_with_retries(route, batch, control, work)
 
     def _send_with_retries(
         self,
@@ -362,13 +391,15 @@ class HttpProvider(abc.ABC):
                 return
             timeout = settings.http_timeout if left is None else min(settings.http_timeout, left)
             request = self.build_request(route, batch, batch_id)
-            outcome, status = self._attempt(request, route, batch, timeout, attempt, control)
-            transient = status is None or status >= 500 or status in (408, 429)
+            outcome = self._attempt(request, route, batch, timeout, attempt, control)
+            # A retry the vendor asked for counts toward the circuit; a resend of the valid rest
+            # after a partial rejection does not (the destination answered).
+            transient = outcome.kind == "retry" and not outcome.rejected
             self._circuit(transient, settings.circuit_threshold, settings.circuit_probe_interval)
             rejected = sorted({i for i in outcome.rejected if 0 <= i < len(batch)})
             if rejected:
                 control.dropped(DropReason.REJECTED, len(rejected))
-                self._warn(
+                self.warn(
                     DropReason.REJECTED,
                     "%s: the vendor rejected %d of %d items: %s",
                     self.name,
@@ -408,7 +439,9 @@ class HttpProvider(abc.ABC):
             if not batch:
                 return
             delay = outcome.retry_after
-            if delay is None:
+            if delay is not None:
+                delay = min(max(delay, 0.0), RETRY_AFTER_MAX)
+            else:
                 ceiling = min(
                     settings.retry_backoff_max, settings.retry_backoff * 2 ** (attempt - 1)
                 )
@@ -451,9 +484,12 @@ class HttpProvider(abc.ABC):
         if not batch:
             return
         control.dropped(reason, len(batch))
-        self._warn(reason, "%s dropped %d items (%s): %s", self.name, len(batch), reason, why)
+        self.warn(reason, "%s dropped %d items (%s): %s", self.name, len(batch), reason, why)
 
-    def _warn(self, key: str, message: str, *args: object) -> None:
+    def warn(self, key: str, message: str, *args: object) -> None:
+        """Log a warning through the rate limiter (one line per key a minute), with this
+        provider's `secrets()` masked in every string argument. `message` is %-formatted and
+        gets the prefix ``"tracking: "``."""
         safe = tuple(redact(a, self.secrets()) if isinstance(a, str) else a for a in args)
         rate_limited.log(logging.WARNING, f"{self.name}:{key}", "tracking: " + message, *safe)
 
@@ -477,6 +513,10 @@ class HttpProvider(abc.ABC):
                 headers={"User-Agent": f"tracking-core/{__version__} ({self.name})"},
             )
             self._client_pid = pid
+            _httpx_redactor.providers.add(self)
+            httpx_logger = logging.getLogger("httpx")
+            if _httpx_redactor not in httpx_logger.filters:
+                httpx_logger.addFilter(_httpx_redactor)
         return self._client
 
     def close(self) -> None:
@@ -493,7 +533,7 @@ class HttpProvider(abc.ABC):
         timeout: float,
         attempt: int,
         control: DeliveryControl,
-    ) -> tuple[Outcome, int | None]:
+    ) -> Outcome:
         import httpx
 
         headers = {"Content-Type": "application/json", **request.headers}
@@ -521,7 +561,8 @@ class HttpProvider(abc.ABC):
             outcome = self.read_response(route, answer)
         except httpx.TransportError as exc:
             outcome = Outcome("retry", f"{type(exc).__name__} (no answer)")
-        control.batch_sent()
+        delivered = outcome.kind == "delivered" and not outcome.rejected
+        control.batch_sent(status, None if delivered else redact(outcome.reason, self.secrets()))
         if control.settings.debug:
             parts = urllib.parse.urlsplit(request.url)
             logger.info(
@@ -533,4 +574,4 @@ class HttpProvider(abc.ABC):
                 (time.monotonic() - started) * 1000,
                 attempt,
             )
-        return outcome, status
+        return outcome

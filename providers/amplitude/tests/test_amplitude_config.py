@@ -1,0 +1,160 @@
+"""The Amplitude plugin is enabled by its environment variables, as a user would set them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tracking_amplitude
+from tracking_amplitude.fake import AmplitudeFake
+from tracking_amplitude.provider import DEFAULT_HOST, AmplitudeProvider, AmplitudeSettings
+
+import tracking_core
+from tracking_core.testing import LoopbackReceiver, reset_tracking
+
+KEY = "amp-config-secret-4b1d9e"
+
+Configure = Callable[..., None]
+
+
+@pytest.fixture
+def fake() -> AmplitudeFake:
+    return AmplitudeFake(api_key=KEY)
+
+
+@pytest.fixture
+def server(fake: AmplitudeFake) -> Iterator[LoopbackReceiver]:
+    with LoopbackReceiver(fake) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def configure(
+    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
+) -> Configure:
+    """Set the environment (None removes a variable), then rediscover the plugins."""
+
+    def apply(**variables: str | None) -> None:
+        base: dict[str, str | None] = {
+            "TRACKING_PROVIDERS": "amplitude",
+            "TRACKING_DISABLED": None,
+            "TRACKING_FLUSH_INTERVAL": "0.05",
+            "TRACKING_RETRY_BACKOFF": "0.01",
+            "AMPLITUDE_API_KEY": None,
+            "AMPLITUDE_API_KEY_FILE": None,
+            "AMPLITUDE_HOST": server.url,
+        }
+        base.update(variables)
+        for name, value in base.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        reset_tracking(discover=True)
+
+    return apply
+
+
+def test_not_enabled_without_the_api_key(configure: Configure, fake: AmplitudeFake) -> None:
+    configure()
+    assert tracking_core.list_tracking_providers() == []
+    tracking_core.track("Signed Up", user_id="user-12345")
+    assert tracking_core.flush_tracking(10)
+    assert fake.events == []
+
+
+def test_enabled_by_the_api_key(configure: Configure, fake: AmplitudeFake) -> None:
+    configure(AMPLITUDE_API_KEY=KEY)
+    assert tracking_core.list_tracking_providers() == ["amplitude"]
+    tracking_core.track("Signed Up", user_id="user-12345")
+    assert tracking_core.flush_tracking(10)
+    assert [e["event_type"] for e in fake.events] == ["Signed Up"]
+
+
+def test_the_key_can_come_from_a_file(
+    configure: Configure, fake: AmplitudeFake, tmp_path: Path
+) -> None:
+    path = tmp_path / "amplitude-key"
+    path.write_text(f"{KEY}\n", encoding="utf-8")
+    configure(AMPLITUDE_API_KEY_FILE=str(path))
+    assert tracking_core.list_tracking_providers() == ["amplitude"]
+    tracking_core.track("Signed Up", user_id="user-12345")
+    assert tracking_core.flush_tracking(10)
+    assert len(fake.events) == 1  # the fake checks the key: the file's, stripped
+    assert tracking_core.tracking_stats()["amplitude"].delivered == 1
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"AMPLITUDE_HOST": "api2.amplitude.com"}, "AMPLITUDE_HOST"),
+        ({"AMPLITUDE_HOST": "ftp://api2.amplitude.com"}, "AMPLITUDE_HOST"),
+        ({"AMPLITUDE_HOST": "https://"}, "AMPLITUDE_HOST"),
+        ({"AMPLITUDE_HOST": "http://host:port"}, "AMPLITUDE_HOST"),
+        (
+            {"AMPLITUDE_API_KEY": None, "AMPLITUDE_API_KEY_FILE": "/nonexistent/key"},
+            "AMPLITUDE_API_KEY_FILE",
+        ),
+    ],
+)
+def test_a_malformed_value_disables_it_with_one_clear_line(
+    configure: Configure,
+    caplog: pytest.LogCaptureFixture,
+    variables: dict[str, str | None],
+    named: str,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tracking_core")
+    configure(**{"AMPLITUDE_API_KEY": KEY, **variables})
+    assert tracking_core.list_tracking_providers() == []
+    lines = [r.getMessage() for r in caplog.records if named in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert "amplitude" in lines[0]
+    assert KEY not in caplog.text
+
+
+def test_an_empty_key_file_disables_it(
+    configure: Configure, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    path = tmp_path / "empty"
+    path.write_text("\n", encoding="utf-8")
+    configure(AMPLITUDE_API_KEY_FILE=str(path))
+    assert tracking_core.list_tracking_providers() == []
+    assert "AMPLITUDE_API_KEY_FILE" in caplog.text
+
+
+def test_a_malformed_host_without_a_key_is_silent(
+    configure: Configure, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tracking_core")
+    configure(AMPLITUDE_HOST="not a url")
+    assert tracking_core.list_tracking_providers() == []
+    assert "AMPLITUDE" not in caplog.text
+
+
+def test_the_settings_hook_describes_every_variable() -> None:
+    settings = {s.name: s for s in tracking_amplitude.tracking_provider_settings()}
+    assert set(settings) == {"AMPLITUDE_API_KEY", "AMPLITUDE_HOST"}
+    assert settings["AMPLITUDE_API_KEY"].secret
+    assert settings["AMPLITUDE_API_KEY"].required
+    assert not settings["AMPLITUDE_HOST"].secret
+    assert settings["AMPLITUDE_HOST"].default == DEFAULT_HOST
+
+
+def test_settings_defaults_and_no_key_in_reprs() -> None:
+    settings = AmplitudeSettings.from_environ({"AMPLITUDE_API_KEY": KEY})
+    assert settings is not None
+    assert settings.host == DEFAULT_HOST
+    eu = AmplitudeSettings.from_environ(
+        {"AMPLITUDE_API_KEY": KEY, "AMPLITUDE_HOST": "https://api.eu.amplitude.com/"}
+    )
+    assert eu is not None and eu.host == "https://api.eu.amplitude.com"
+    assert AmplitudeSettings.from_environ({"AMPLITUDE_HOST": DEFAULT_HOST}) is None
+    provider = AmplitudeProvider(settings)
+    assert KEY not in repr(settings)
+    assert KEY not in repr(provider)
+    assert list(provider.secrets()) == [KEY]
+    request = provider.build_request("httpapi", [], "batch")
+    assert request.url == "https://api2.amplitude.com/2/httpapi"
+    assert not request.gzip

@@ -1,0 +1,412 @@
+"""The Mixpanel wire mapping: settings from the environment and the `HttpProvider` subclass.
+
+Events go to ``POST {host}/track?verbose=1`` as a JSON array (or, with a project secret or a
+service account configured, to ``POST {host}/import?strict=1`` with HTTP Basic auth); identify
+calls go to ``POST {host}/engage?verbose=1`` as a JSON array of ``$set`` profile updates. The core
+engine does the batching, retries, 413 splits and counting; this module only says what one
+request looks like and what Mixpanel's answer means.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify
+from tracking_core import __version__ as core_version
+from tracking_core.http import (
+    HttpProvider,
+    HttpRequest,
+    HttpResponse,
+    Limits,
+    Outcome,
+    SkipItem,
+    WireItem,
+    default_outcome,
+    join_json,
+)
+from tracking_core.settings import env_secret, env_url
+
+__all__ = [
+    "DEFAULT_HOST",
+    "PLACEHOLDER_IDS",
+    "MixpanelProvider",
+    "MixpanelSettings",
+]
+
+#: The US ingestion host; EU projects use ``https://api-eu.mixpanel.com``, India ``api-in``.
+DEFAULT_HOST = "https://api.mixpanel.com"
+
+#: Ids Mixpanel refuses as a ``distinct_id`` or ``$insert_id`` (compared case-insensitively).
+PLACEHOLDER_IDS = frozenset(
+    {
+        "anon",
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "<nil>",
+        "0",
+        "-1",
+        "true",
+        "false",
+        "[]",
+        "{}",
+        "00000000-0000-0000-0000-000000000000",
+    }
+)
+
+#: Events per request, on every route (Mixpanel's documented maximum).
+MAX_EVENTS = 2000
+#: Uncompressed body size per request (Mixpanel: 10 MB).
+MAX_REQUEST_BYTES = 10_000_000
+#: Encoded size of one event or profile update (Mixpanel: 1 MB).
+MAX_ITEM_BYTES = 1_000_000
+#: ``/track`` only takes events from the last 5 days (``/import`` has no such window).
+TRACK_MAX_AGE = _dt.timedelta(days=5)
+#: Mixpanel refuses events stamped more than an hour in the future...
+MAX_FUTURE = _dt.timedelta(hours=1)
+#: ...or before 1971-01-01.
+MIN_TIME = _dt.datetime(1971, 1, 1, tzinfo=_dt.timezone.utc)
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_MS = _dt.timedelta(milliseconds=1)
+_INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+_INSERT_ID_NAMESPACE = uuid.UUID("6f1d3a52-8a0e-4d43-9a39-1c8f5d1f4b7e")
+
+#: Event properties the provider always sets itself (a caller's value for them is replaced).
+RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id", "$device_id")
+
+ROUTE_EVENTS = "events"
+ROUTE_ENGAGE = "engage"
+
+
+def _is_placeholder(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDER_IDS
+
+
+def _usable_id(value: str | None) -> str | None:
+    """`value`, or None when it is absent, empty or a placeholder Mixpanel would refuse."""
+    if value is None or not value.strip() or _is_placeholder(value):
+        return None
+    return value
+
+
+def insert_id_for(event_id: str) -> str:
+    """The ``$insert_id`` for an event id: the id itself when Mixpanel takes it (a UUID4 string
+    does), else a UUID derived from it, so the value is the same on every attempt."""
+    if _INSERT_ID.fullmatch(event_id) and not _is_placeholder(event_id):
+        return event_id
+    return str(uuid.uuid5(_INSERT_ID_NAMESPACE, event_id))
+
+
+def epoch_ms(when: _dt.datetime) -> int:
+    """Whole milliseconds since the Unix epoch (exact integer arithmetic, no float rounding)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return (when - _EPOCH) // _MS
+
+
+@dataclasses.dataclass(frozen=True)
+class MixpanelSettings:
+    """The Mixpanel provider's configuration, read from the environment.
+
+    Secrets are kept out of the ``repr``. `import_auth` tells whether events go to ``/import``
+    (service account or project secret set) or to ``/track`` (token only).
+
+    Attributes:
+        token: the project token (``MIXPANEL_TOKEN``); enables the provider.
+        host: the ingestion base URL, without a trailing slash (``MIXPANEL_HOST``).
+        api_secret: the project secret (``MIXPANEL_API_SECRET``), for ``/import``.
+        service_account_username: ``MIXPANEL_SERVICE_ACCOUNT_USERNAME``, for ``/import``.
+        service_account_secret: ``MIXPANEL_SERVICE_ACCOUNT_SECRET``, for ``/import``.
+        project_id: ``MIXPANEL_PROJECT_ID`` (digits), sent with a service account.
+    """
+
+    token: str = dataclasses.field(repr=False)
+    host: str = DEFAULT_HOST
+    api_secret: str | None = dataclasses.field(default=None, repr=False)
+    service_account_username: str | None = dataclasses.field(default=None, repr=False)
+    service_account_secret: str | None = dataclasses.field(default=None, repr=False)
+    project_id: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> MixpanelSettings | None:
+        """The settings in `environ`, or None when ``MIXPANEL_TOKEN`` (and its ``_FILE``) is unset.
+
+        Raises `SettingsError` (naming the variable, never showing a secret) for a malformed
+        value: an unreadable ``_FILE``, a host that is not an http(s) URL, a service account
+        given in part, a project id that is not a number.
+        """
+        token = env_secret(environ, "MIXPANEL_TOKEN")
+        if token is None:
+            return None
+        host = env_url(environ, "MIXPANEL_HOST", DEFAULT_HOST) or DEFAULT_HOST
+        api_secret = env_secret(environ, "MIXPANEL_API_SECRET")
+        username = _plain(environ, "MIXPANEL_SERVICE_ACCOUNT_USERNAME")
+        sa_secret = env_secret(environ, "MIXPANEL_SERVICE_ACCOUNT_SECRET")
+        project_id = _plain(environ, "MIXPANEL_PROJECT_ID")
+        account = {
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": username,
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": sa_secret,
+            "MIXPANEL_PROJECT_ID": project_id,
+        }
+        given = [name for name, value in account.items() if value is not None]
+        if given and len(given) < len(account):
+            missing = next(name for name in account if name not in given)
+            raise SettingsError(
+                missing,
+                "is required with "
+                + " and ".join(given)
+                + " (a service account needs the username, the secret and the project id)",
+            )
+        if project_id is not None and not project_id.isdigit():
+            raise SettingsError("MIXPANEL_PROJECT_ID", "expected a numeric project id")
+        return cls(
+            token=token,
+            host=host,
+            api_secret=api_secret,
+            service_account_username=username,
+            service_account_secret=sa_secret,
+            project_id=project_id,
+        )
+
+    @property
+    def uses_service_account(self) -> bool:
+        """True when a complete service account is configured (it wins over the secret)."""
+        return bool(
+            self.service_account_username and self.service_account_secret and self.project_id
+        )
+
+    @property
+    def import_auth(self) -> bool:
+        """True when events go to ``/import`` with Basic auth instead of ``/track``."""
+        return self.uses_service_account or bool(self.api_secret)
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header for ``/import``, or None in ``/track`` mode."""
+        if self.uses_service_account:
+            pair = f"{self.service_account_username}:{self.service_account_secret}"
+        elif self.api_secret:
+            pair = f"{self.api_secret}:"
+        else:
+            return None
+        return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+    def secrets(self) -> list[str]:
+        """Every value a log line must never show."""
+        values = [
+            self.token,
+            self.api_secret,
+            self.service_account_username,
+            self.service_account_secret,
+        ]
+        header = self.authorization()
+        if header is not None:
+            values.append(header.partition(" ")[2])
+        return [value for value in values if value]
+
+
+def _plain(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+class MixpanelProvider(HttpProvider):
+    """Sends events and profile updates to Mixpanel (see the package README for the wire format).
+
+    Routes: ``"events"`` (``/track``, or ``/import`` with Basic auth) and ``"engage"``
+    (``/engage``), so one request never mixes events and profile updates.
+    """
+
+    name = "mixpanel"
+    max_events = MAX_EVENTS
+    max_request_bytes = MAX_REQUEST_BYTES
+    max_item_bytes = MAX_ITEM_BYTES
+
+    def __init__(self, settings: MixpanelSettings) -> None:
+        self._settings = settings
+        self._authorization = settings.authorization()
+        self._secrets = tuple(settings.secrets())
+
+    @property
+    def settings(self) -> MixpanelSettings:
+        """The settings this provider was built from."""
+        return self._settings
+
+    def secrets(self) -> Sequence[str]:
+        """The token, the secrets and the Basic auth value: masked in every log line."""
+        return self._secrets
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
+        """An event -> a ``{"event", "properties"}`` record; an identify -> a ``$set`` update."""
+        if isinstance(item, TrackingIdentify):
+            return self._encode_identify(item)
+        return self._encode_event(item)
+
+    def _encode_event(self, event: TrackingEvent) -> WireItem:
+        self._check_time(event.timestamp)
+        user_id = _usable_id(event.user_id)
+        device_id = _usable_id(event.anonymous_id)
+        if (event.user_id is not None and user_id is None) or (
+            event.anonymous_id is not None and device_id is None
+        ):
+            self.warn(
+                "placeholder_id",
+                "%s: an empty or placeholder id (like 'anonymous') was left out of an event; "
+                "Mixpanel refuses them",
+                self.name,
+            )
+        properties: dict[Any, Any] = {"mp_lib": "tracking-core", "$lib_version": core_version}
+        # Server events would otherwise be geolocated at the server's address; a caller's own
+        # "ip" property (the end user's address) wins.
+        properties["ip"] = "0"
+        for key, value in event.properties.items():
+            if key not in RESERVED_PROPERTIES:
+                properties[key] = value
+        properties["token"] = self._settings.token
+        if user_id is not None:
+            distinct_id = user_id
+        elif device_id is not None:
+            # What Simplified ID Merge derives (and Mixpanel's client SDKs send) for a device.
+            distinct_id = f"$device:{device_id}"
+        else:
+            distinct_id = ""  # Mixpanel's documented value for events that belong to no user
+        properties["distinct_id"] = distinct_id
+        properties["time"] = epoch_ms(event.timestamp)
+        properties["$insert_id"] = insert_id_for(event.event_id)
+        if user_id is not None:
+            properties["$user_id"] = user_id
+        if device_id is not None:
+            properties["$device_id"] = device_id
+        return WireItem({"event": event.name, "properties": properties}, ROUTE_EVENTS)
+
+    def _check_time(self, when: _dt.datetime) -> None:
+        now = _dt.datetime.fromtimestamp(time.time(), _dt.timezone.utc)
+        if when < MIN_TIME:
+            raise SkipItem(DropReason.REJECTED, "event time is before 1971 (Mixpanel refuses it)")
+        if when > now + MAX_FUTURE:
+            raise SkipItem(
+                DropReason.REJECTED,
+                "event time is more than 1 hour in the future (Mixpanel refuses it)",
+            )
+        if not self._settings.import_auth and when < now - TRACK_MAX_AGE:
+            raise SkipItem(
+                DropReason.REJECTED,
+                "event is older than 5 days, which /track refuses; set MIXPANEL_API_SECRET or "
+                "a service account to send through /import",
+            )
+
+    def _encode_identify(self, identify: TrackingIdentify) -> WireItem:
+        if _usable_id(identify.user_id) is None:
+            raise SkipItem(
+                DropReason.REJECTED,
+                "identify() with an empty or placeholder user id (Mixpanel refuses it)",
+            )
+        update = {
+            "$token": self._settings.token,
+            "$distinct_id": identify.user_id,
+            "$ip": "0",
+            "$set": dict(identify.traits),
+        }
+        return WireItem(update, ROUTE_ENGAGE)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def limits(self, route: str) -> Limits:
+        """2000 items, 10 MB per request and 1 MB per item on both routes."""
+        return Limits(MAX_EVENTS, MAX_REQUEST_BYTES, MAX_ITEM_BYTES)
+
+    def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
+        """``/engage`` for profile updates (never gzipped); ``/track`` or ``/import`` for events."""
+        body = join_json(items)
+        host = self._settings.host
+        if route == ROUTE_ENGAGE:
+            return HttpRequest(f"{host}/engage?verbose=1", body, {}, gzip=False)
+        if self._authorization is None:
+            return HttpRequest(f"{host}/track?verbose=1", body, {}, gzip=True)
+        query = {"strict": "1"}
+        if self._settings.uses_service_account and self._settings.project_id:
+            query["project_id"] = self._settings.project_id
+        url = f"{host}/import?{urllib.parse.urlencode(query)}"
+        return HttpRequest(url, body, {"Authorization": self._authorization}, gzip=True)
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def read_response(self, route: str, response: HttpResponse) -> Outcome:
+        """Mixpanel's answer: ``/track``/``/engage`` say ``1``/``{"status": 1}`` or ``0``;
+        ``/import?strict=1`` lists the records it refused in a 400 and keeps the rest."""
+        if route == ROUTE_EVENTS and self._authorization is not None:
+            return self._read_import(response)
+        return self._read_status(route, response)
+
+    def _read_status(self, route: str, response: HttpResponse) -> Outcome:
+        if not 200 <= response.status < 300:
+            return _with_error(default_outcome(response), response)
+        answer = response.json()
+        status: Any = None
+        error: Any = None
+        if isinstance(answer, Mapping):
+            status, error = answer.get("status"), answer.get("error")
+        elif isinstance(answer, int) and not isinstance(answer, bool):
+            status = answer  # the plain-text "1"/"0" parses as a number
+        if status == 1:
+            return Outcome("delivered")
+        if status == 0:
+            where = "/engage" if route == ROUTE_ENGAGE else "/track"
+            return Outcome("reject", f"{where} refused the batch: {error or response.text()}")
+        self.warn(
+            "unexpected_answer",
+            "%s: unexpected answer (HTTP %d, %r); counted as delivered",
+            self.name,
+            response.status,
+            response.text(80),
+        )
+        return Outcome("delivered")
+
+    def _read_import(self, response: HttpResponse) -> Outcome:
+        if response.status == 400:
+            answer = response.json()
+            failed = answer.get("failed_records") if isinstance(answer, Mapping) else None
+            indexes: list[int] = []
+            first = ""
+            if isinstance(failed, list):
+                for record in failed:
+                    if not isinstance(record, Mapping):
+                        continue
+                    index = record.get("index")
+                    if isinstance(index, int) and not isinstance(index, bool):
+                        indexes.append(index)
+                        if not first:
+                            first = f"{record.get('field', '?')}: {record.get('message', '')}"
+            if indexes:
+                # strict=1: the other records were imported; do not send them again.
+                return Outcome(
+                    "delivered",
+                    f"/import refused {len(indexes)} records, e.g. {first}",
+                    rejected=indexes,
+                )
+        return _with_error(default_outcome(response), response)
+
+
+def _with_error(outcome: Outcome, response: HttpResponse) -> Outcome:
+    """`outcome` with Mixpanel's JSON ``error`` text as the reason, when there is one."""
+    answer = response.json()
+    if isinstance(answer, Mapping) and isinstance(answer.get("error"), str):
+        return dataclasses.replace(outcome, reason=f"HTTP {response.status}: {answer['error']}")
+    return outcome

@@ -1,0 +1,222 @@
+"""PostHog: enabled by its variables only, `_FILE` secrets, malformed values, settings hook."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tracking_posthog
+from tracking_posthog.fake import PostHogFake
+from tracking_posthog.provider import DEFAULT_HOST, PostHogProvider, PostHogSettings
+
+import tracking_core
+from tracking_core import SettingsError
+from tracking_core.receivers import LoopbackReceiver
+from tracking_core.testing import reset_tracking
+
+KEY = "phc_S3cr3tPostHogKey0123456789abcdefXYZ"
+
+
+@pytest.fixture
+def fake() -> PostHogFake:
+    return PostHogFake(api_key=KEY)
+
+
+@pytest.fixture
+def server(fake: PostHogFake) -> Iterator[LoopbackReceiver]:
+    with LoopbackReceiver(fake) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
+) -> Callable[..., None]:
+    """Set the given variables on top of a quiet, fast base, then re-run discovery."""
+    for name in ("POSTHOG_API_KEY", "POSTHOG_API_KEY_FILE", "POSTHOG_HOST", "TRACKING_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRACKING_PROVIDERS", "posthog")
+    monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "0.05")
+    monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
+
+    def apply(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        reset_tracking(discover=True)
+
+    return apply
+
+
+def _mentions(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_disabled_without_its_key(env: Callable[..., None], server: LoopbackReceiver) -> None:
+    env(POSTHOG_HOST=server.url)
+    assert tracking_core.list_tracking_providers() == []
+    tracking_core.track("Nobody listens", user_id="u-1")
+    assert tracking_core.flush_tracking(5)
+    assert server.requests == []
+    (report,) = [r for r in tracking_core.discover_tracking_providers() if r.name == "posthog"]
+    assert report.providers == ()
+    assert report.error is None
+    assert report.distribution == "tracking-posthog"
+
+
+def test_empty_key_means_disabled(env: Callable[..., None]) -> None:
+    env(POSTHOG_API_KEY="  ")
+    assert tracking_core.list_tracking_providers() == []
+
+
+def test_enabled_by_its_key(
+    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+) -> None:
+    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=server.url)
+    assert tracking_core.list_tracking_providers() == ["posthog"]
+    tracking_core.track("Signed Up", user_id="user-1")
+    assert tracking_core.flush_tracking(10)
+    assert [e["event"] for e in fake.events] == ["Signed Up"]
+    assert tracking_core.tracking_stats()["posthog"].delivered == 1
+
+
+def test_tracking_providers_can_exclude_it(
+    env: Callable[..., None], server: LoopbackReceiver
+) -> None:
+    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=server.url, TRACKING_PROVIDERS="webhook")
+    assert tracking_core.list_tracking_providers() == []
+
+
+def test_key_from_file(
+    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake, tmp_path: Path
+) -> None:
+    secret = tmp_path / "posthog_key"
+    secret.write_text(KEY + "\n", encoding="utf-8")
+    env(POSTHOG_API_KEY_FILE=str(secret), POSTHOG_HOST=server.url)
+    assert tracking_core.list_tracking_providers() == ["posthog"]
+    tracking_core.track("From a file", user_id="user-1")
+    assert tracking_core.flush_tracking(10)
+    assert len(fake.events) == 1
+    assert fake.batches[0]["api_key"] == KEY  # the fake checks it too (401 otherwise)
+    assert fake.rejections == []
+
+
+def test_key_variable_wins_over_file(
+    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake, tmp_path: Path
+) -> None:
+    secret = tmp_path / "other"
+    secret.write_text("phc_someOtherKey", encoding="utf-8")
+    env(POSTHOG_API_KEY=KEY, POSTHOG_API_KEY_FILE=str(secret), POSTHOG_HOST=server.url)
+    tracking_core.track("Which key", user_id="user-1")
+    assert tracking_core.flush_tracking(10)
+    assert fake.batches[0]["api_key"] == KEY
+
+
+@pytest.mark.parametrize(
+    "host", ["us.i.posthog.com", "ftp://example.com", "http://", "http://h:x/"]
+)
+def test_malformed_host_disables_it_with_one_line(
+    env: Callable[..., None], caplog: pytest.LogCaptureFixture, host: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=host)
+    assert tracking_core.list_tracking_providers() == []
+    assert len(_mentions(caplog, "POSTHOG_HOST")) == 1
+    assert _mentions(caplog, KEY) == []
+    assert _mentions(caplog, KEY[4:12]) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "phx_PersonalKeyIsNotAProjectKey123",
+        "phc_" + "x" * 80,
+        "phc_caf\u00e9S3cr3t",
+    ],
+)
+def test_key_capture_would_refuse_disables_it(
+    env: Callable[..., None], caplog: pytest.LogCaptureFixture, key: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env(POSTHOG_API_KEY=key)
+    assert tracking_core.list_tracking_providers() == []
+    lines = _mentions(caplog, "POSTHOG_API_KEY")
+    assert len(lines) == 1
+    assert key not in lines[0]
+    assert key[4:16] not in lines[0]
+
+
+def test_bad_key_file_names_the_file_variable(
+    env: Callable[..., None], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    env(POSTHOG_API_KEY_FILE=str(empty))
+    assert tracking_core.list_tracking_providers() == []
+    assert len(_mentions(caplog, "POSTHOG_API_KEY_FILE")) == 1
+
+
+def test_personal_key_in_file_names_the_file_variable(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("phx_personal0123456789", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        PostHogSettings.from_environ({"POSTHOG_API_KEY_FILE": str(path)})
+    assert info.value.variable == "POSTHOG_API_KEY_FILE"
+    assert "phx_personal" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        (None, "https://us.i.posthog.com/batch/"),
+        ("https://eu.i.posthog.com", "https://eu.i.posthog.com/batch/"),
+        ("https://eu.i.posthog.com/", "https://eu.i.posthog.com/batch/"),
+        ("https://proxy.example.com/ph/", "https://proxy.example.com/ph/batch/"),
+        ("http://127.0.0.1:8000/a/b", "http://127.0.0.1:8000/a/b/batch/"),
+        ("https://app.posthog.com", "https://us.i.posthog.com/batch/"),
+        ("https://us.posthog.com/", "https://us.i.posthog.com/batch/"),
+        ("https://EU.posthog.com", "https://eu.i.posthog.com/batch/"),
+        ("https://eu.posthog.com/proxy", "https://eu.posthog.com/proxy/batch/"),
+    ],
+)
+def test_host_resolution(host: str | None, url: str) -> None:
+    environ = {"POSTHOG_API_KEY": KEY}
+    if host is not None:
+        environ["POSTHOG_HOST"] = host
+    settings = PostHogSettings.from_environ(environ)
+    assert settings is not None
+    assert settings.batch_url == url
+
+
+def test_settings_read_nothing_without_key() -> None:
+    assert PostHogSettings.from_environ({"POSTHOG_HOST": "not a url"}) is None
+    assert PostHogSettings(api_key=KEY).host == DEFAULT_HOST
+
+
+def test_reprs_hide_the_key() -> None:
+    settings = PostHogSettings.from_environ({"POSTHOG_API_KEY": KEY})
+    assert settings is not None
+    provider = PostHogProvider(settings)
+    for text in (repr(settings), str(settings), repr(provider), str(provider)):
+        assert KEY not in text
+    assert list(provider.secrets()) == [KEY]
+    assert provider.name == "posthog"
+
+
+def test_settings_hook_describes_every_variable() -> None:
+    settings = {s.name: s for s in tracking_posthog.tracking_provider_settings()}
+    assert set(settings) == {"POSTHOG_API_KEY", "POSTHOG_HOST"}
+    assert settings["POSTHOG_API_KEY"].secret and settings["POSTHOG_API_KEY"].required
+    assert not settings["POSTHOG_HOST"].secret
+    assert settings["POSTHOG_HOST"].default == DEFAULT_HOST
+
+
+def test_register_hook_registers_only_when_configured() -> None:
+    registered: list[object] = []
+    tracking_posthog.tracking_register_providers(registered.append, {})
+    assert registered == []
+    tracking_posthog.tracking_register_providers(registered.append, {"POSTHOG_API_KEY": KEY})
+    assert len(registered) == 1
+    assert isinstance(registered[0], PostHogProvider)
