@@ -35,16 +35,9 @@ import pytest
 from . import api
 from .receivers import LoopbackReceiver, ReceivedRequest, Reply
 from .registry import runtime
-from .testing import reset_tracking
+from .testing import FAST_DELIVERY, configure_tracking, reset_tracking
 
 __all__ = ["ProviderConformance"]
-
-_FAST = {
-    "TRACKING_FLUSH_INTERVAL": "0.05",
-    "TRACKING_RETRY_BACKOFF": "0.01",
-    "TRACKING_RETRY_BACKOFF_MAX": "0.02",
-    "TRACKING_MAX_ATTEMPTS": "2",
-}
 
 
 class ProviderConformance:
@@ -83,13 +76,12 @@ class ProviderConformance:
         self, monkeypatch: pytest.MonkeyPatch, conformance_server: LoopbackReceiver
     ) -> Iterator[dict[str, str]]:
         environment = {
-            **_FAST,
+            **FAST_DELIVERY,
+            "TRACKING_MAX_ATTEMPTS": "2",
             "TRACKING_PROVIDERS": self.entry_point,
             **self.enabling_environment(conformance_server.url),
         }
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
+        configure_tracking(monkeypatch, environment)
         yield environment
         reset_tracking()
 

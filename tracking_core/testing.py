@@ -14,12 +14,15 @@ Fixtures:
   Discovery is off (no installed provider is enabled), and the state is reset after the test.
 - ``clean_tracking``: only the reset, before and after the test.
 - ``loopback_receiver``: a started `LoopbackReceiver` (a real HTTP server on 127.0.0.1).
+- ``tracking_env``: a function ``configure(**variables)`` that sets environment variables
+  (``None`` removes one) on top of `FAST_DELIVERY`, then resets tracking with discovery on, so a
+  provider package's tests enable it exactly as users do.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -30,12 +33,21 @@ from .receivers import LoopbackReceiver, ReceivedRequest, Reply
 from .registry import runtime
 
 __all__ = [
+    "FAST_DELIVERY",
     "LoopbackReceiver",
     "ReceivedRequest",
     "RecordingProvider",
     "Reply",
+    "configure_tracking",
     "reset_tracking",
 ]
+
+#: Engine settings that make tests quick: short batch interval and retry backoffs.
+FAST_DELIVERY: Mapping[str, str] = {
+    "TRACKING_FLUSH_INTERVAL": "0.05",
+    "TRACKING_RETRY_BACKOFF": "0.01",
+    "TRACKING_RETRY_BACKOFF_MAX": "0.05",
+}
 
 
 def reset_tracking(*, discover: bool = False, timeout: float = 5.0) -> None:
@@ -46,6 +58,19 @@ def reset_tracking(*, discover: bool = False, timeout: float = 5.0) -> None:
     nothing. Each removed provider gets up to `timeout` seconds to finish what it holds.
     """
     runtime().engine.reset(discover=discover, timeout=timeout)
+
+
+def configure_tracking(
+    monkeypatch: pytest.MonkeyPatch, variables: Mapping[str, str | None], *, discover: bool = True
+) -> None:
+    """Set environment variables through `monkeypatch` (``None`` removes one), then
+    `reset_tracking` so the engine re-reads its settings and discovery runs again."""
+    for name, value in variables.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    reset_tracking(discover=discover)
 
 
 class RecordingProvider:
@@ -140,3 +165,16 @@ def loopback_receiver() -> Iterator[LoopbackReceiver]:
     """A started `LoopbackReceiver` answering 200; stopped after the test."""
     with LoopbackReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def tracking_env(
+    monkeypatch: pytest.MonkeyPatch, clean_tracking: None
+) -> Callable[..., None]:
+    """``configure(**variables)``: `FAST_DELIVERY` plus `variables` (None removes one) into the
+    environment, then tracking reset with discovery on. Everything is undone after the test."""
+
+    def configure(**variables: str | None) -> None:
+        configure_tracking(monkeypatch, {**FAST_DELIVERY, **variables})
+
+    return configure
