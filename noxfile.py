@@ -67,3 +67,10 @@ def bench(session: nox.Session) -> None:
     install_project(session)
     for script in sorted(ROOT.glob("benchmarks/bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs, strict: any warning fails the build)."""
+    session.install("mkdocs>=1.5", "pymdown-extensions>=10")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
