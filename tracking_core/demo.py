@@ -24,7 +24,7 @@ from . import api
 from .receivers import LoopbackReceiver, Reply
 from .registry import runtime
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_KEYS", "Destination", "builtin_destinations", "run_demo"]
 
 DEMO_KEYS = {
     "POSTHOG_API_KEY": "phc_demo_key_0123456789",
@@ -38,7 +38,18 @@ ASYNC_TASKS = 50
 
 
 class Destination:
-    """One loopback server with a vendor fake, and how to read what it accepted."""
+    """One loopback server with a built-in provider's vendor fake, and how to read what it
+    accepted. Also used by the reliability test suite.
+
+    Attributes:
+        provider: the provider (and entry-point) name.
+        fake: the vendor fake (the server's responder).
+        props_key: where an accepted event keeps its properties.
+        id_of: the event id (the vendor's dedupe key) of an accepted event.
+        user_of: the user id of an accepted identify.
+        environment: the variables that point the provider at a base URL.
+        server: the `LoopbackReceiver` serving `fake` (not started).
+    """
 
     def __init__(
         self,
@@ -46,12 +57,24 @@ class Destination:
         fake: Any,
         props_key: str,
         environment: Callable[[str], dict[str, str]],
+        id_of: Callable[[dict[str, Any]], str],
+        user_of: Callable[[dict[str, Any]], str],
     ) -> None:
         self.provider = provider
         self.fake = fake
         self.props_key = props_key
         self.environment = environment
+        self.id_of = id_of
+        self.user_of = user_of
         self.server = LoopbackReceiver(fake)
+
+    def event_ids(self) -> list[str]:
+        """The ids of the accepted events, in arrival order (repeats included)."""
+        return [self.id_of(event) for event in list(self.fake.events)]
+
+    def identified_users(self) -> list[str]:
+        """The user ids of the accepted identifies, in arrival order."""
+        return [self.user_of(update) for update in list(self.fake.identifies)]
 
     def sequence_numbers(self) -> list[int]:
         return [
@@ -64,7 +87,11 @@ class Destination:
         return len(list(self.fake.identifies))
 
 
-def _destinations() -> list[Destination]:
+def builtin_destinations() -> list[Destination]:
+    """A `Destination` for each built-in provider, with its fake expecting `DEMO_KEYS`.
+
+    Raises ImportError when a built-in provider package is not installed.
+    """
     fakes = {}
     for name in ("posthog", "mixpanel", "amplitude", "webhook"):
         fakes[name] = importlib.import_module(f"tracking_{name}.fake")
@@ -75,18 +102,24 @@ def _destinations() -> list[Destination]:
             fakes["posthog"].PostHogFake(DEMO_KEYS["POSTHOG_API_KEY"]),
             "properties",
             lambda url: {"POSTHOG_HOST": url},
+            lambda event: event["uuid"],
+            lambda update: update["distinct_id"],
         ),
         Destination(
             "mixpanel",
             fakes["mixpanel"].MixpanelFake(DEMO_KEYS["MIXPANEL_TOKEN"]),
             "properties",
             lambda url: {"MIXPANEL_HOST": url},
+            lambda event: event["properties"]["$insert_id"],
+            lambda update: update["$distinct_id"],
         ),
         Destination(
             "amplitude",
             fakes["amplitude"].AmplitudeFake(DEMO_KEYS["AMPLITUDE_API_KEY"]),
             "event_properties",
             lambda url: {"AMPLITUDE_HOST": url},
+            lambda event: event["insert_id"],
+            lambda update: update["user_id"],
         ),
         Destination(
             "webhook",
@@ -95,6 +128,8 @@ def _destinations() -> list[Destination]:
             ),
             "properties",
             lambda url: {"TRACKING_WEBHOOK_URL": url + "/hooks/analytics"},
+            lambda event: event["messageId"],
+            lambda update: update["userId"],
         ),
     ]
 
@@ -150,7 +185,7 @@ def _simulated_app(events_per_worker: int) -> int:
 def run_demo(out: TextIO, *, events_per_worker: int = 250, quiet: bool = False) -> int:
     """Run the demo, writing to `out`; returns 0 when every event arrived exactly once."""
     try:
-        destinations = _destinations()
+        destinations = builtin_destinations()
     except ImportError as exc:
         out.write(
             f"The demo needs the four built-in provider packages ({exc.name} is missing):\n"

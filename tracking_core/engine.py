@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import types
@@ -542,8 +543,11 @@ class Engine:
         self._dispatcher: threading.Thread | None = None
         self.intake_dropped = 0
         self.bad_input = 0
+        self._mp_hooked = False
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
+            os.register_at_fork(
+                before=self._before_fork, after_in_child=self._after_fork_in_child
+            )
 
     # -- registry -------------------------------------------------------------------------
 
@@ -739,6 +743,20 @@ class Engine:
             if not discover:
                 self._discovered.set()
 
+    def _before_fork(self) -> None:
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None and not self._mp_hooked:
+            self._mp_hooked = True
+            mp_util.register_after_fork(self, Engine._flush_at_multiprocessing_exit)
+        # Forking while discovery imports provider packages would leave the child with
+        # half-initialised modules: let a running discovery finish first (bounded).
+        if (
+            self._discovery_started
+            and not self._discovered.is_set()
+            and threading.current_thread() is not self._dispatcher
+        ):
+            self._discovered.wait(10.0)
+
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._intake = queue.SimpleQueue()
@@ -750,6 +768,19 @@ class Engine:
             self._discovered = threading.Event()
         for lane in self.lanes:
             lane.after_fork()
+
+    def _flush_at_multiprocessing_exit(self) -> None:
+        # Called by multiprocessing in a child it forked, after it cleared the finalizers it
+        # inherited: such a child ends with os._exit(), which skips atexit, but runs these.
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            mp_util.Finalize(self, self._shutdown_quietly, exitpriority=0)
+
+    def _shutdown_quietly(self) -> None:
+        try:
+            self.shutdown(None)
+        except Exception:  # pragma: no cover - never fail a process's exit
+            logger.exception("tracking: shutdown at process exit failed")
 
     def stats(self) -> dict[str, ProviderStats]:
         result = {}
