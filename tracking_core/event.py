@@ -16,6 +16,8 @@ import datetime as _dt
 import decimal
 import enum
 import math
+import os
+import types
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +62,10 @@ class TrackingIdentify:
     traits: Mapping[str, Any]
     timestamp: _dt.datetime
     event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+_finite = math.isfinite
 
 
 def _float(value: float) -> float | str:
@@ -189,10 +195,36 @@ def json_safe(value: Any) -> Any:
 
     It never raises.
     """
+    cls = type(value)
+    if cls is dict or cls is types.MappingProxyType:
+        # The common case, flat properties of plain values, without the recursive walk.
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str or (
+                kind not in _PLAIN and not (kind is float and _finite(item))
+            ):
+                break
+        else:
+            return dict(value)
     try:
         return _convert(value, 0, set())
     except Exception:
         return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def uuid4_strings(count: int) -> list[str]:
+    """`count` random (version 4) UUID strings, from one `os.urandom` call.
+
+    The same format and randomness as ``str(uuid.uuid4())``, at a fraction of the cost per id.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40  # version 4
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[start : start + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 def utc_from_timestamp(seconds: float) -> _dt.datetime:

@@ -168,9 +168,7 @@ def loopback_receiver() -> Iterator[LoopbackReceiver]:
 
 
 @pytest.fixture
-def tracking_env(
-    monkeypatch: pytest.MonkeyPatch, clean_tracking: None
-) -> Callable[..., None]:
+def tracking_env(monkeypatch: pytest.MonkeyPatch, clean_tracking: None) -> Callable[..., None]:
     """``configure(**variables)``: `FAST_DELIVERY` plus `variables` (None removes one) into the
     environment, then tracking reset with discovery on. Everything is undone after the test."""
 
