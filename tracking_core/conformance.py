@@ -22,10 +22,12 @@ input or the destination does, and never logs a secret.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import logging
 import math
+import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -38,6 +40,11 @@ from .registry import runtime
 from .testing import FAST_DELIVERY, configure_tracking, reset_tracking
 
 __all__ = ["ProviderConformance"]
+
+
+def _hermetic() -> dict[str, str | None]:
+    """Remove the caller's TRACKING_* variables, so results do not depend on the shell."""
+    return {name: None for name in os.environ if name.startswith("TRACKING_")}
 
 
 class ProviderConformance:
@@ -76,13 +83,15 @@ class ProviderConformance:
         self, monkeypatch: pytest.MonkeyPatch, conformance_server: LoopbackReceiver
     ) -> Iterator[dict[str, str]]:
         environment = {
+            **_hermetic(),
             **FAST_DELIVERY,
             "TRACKING_MAX_ATTEMPTS": "2",
+            "TRACKING_CIRCUIT_THRESHOLD": "1000",
             "TRACKING_PROVIDERS": self.entry_point,
             **self.enabling_environment(conformance_server.url),
         }
         configure_tracking(monkeypatch, environment)
-        yield environment
+        yield {name: value for name, value in environment.items() if value is not None}
         reset_tracking()
 
     # -- the checks -------------------------------------------------------------------------
@@ -90,11 +99,11 @@ class ProviderConformance:
     def test_disabled_without_its_variables(
         self, monkeypatch: pytest.MonkeyPatch, conformance_server: LoopbackReceiver
     ) -> None:
+        variables: dict[str, str | None] = {**_hermetic(), "TRACKING_PROVIDERS": self.entry_point}
         for name in self.enabling_environment(conformance_server.url):
-            monkeypatch.delenv(name, raising=False)
-            monkeypatch.delenv(f"{name}_FILE", raising=False)
-        monkeypatch.setenv("TRACKING_PROVIDERS", self.entry_point)
-        reset_tracking(discover=True)
+            variables[name] = None
+            variables[f"{name}_FILE"] = None
+        configure_tracking(monkeypatch, variables)
         try:
             assert self.provider_name not in api.list_tracking_providers()
             report = self._report()
@@ -113,6 +122,7 @@ class ProviderConformance:
         for name in self.enabling_environment("http://127.0.0.1:9"):
             assert name in declared, f"{name} is read but not declared"
         for name in self.secret_variables:
+            assert name in declared, f"secret variable {name} is not declared"
             assert declared[name].secret, f"{name} must be declared secret"
 
     def test_delivers_events_to_the_destination(
@@ -187,16 +197,24 @@ class ProviderConformance:
         conformance_server.responder = lambda request: Reply(401, {"error": "bad key"})
         api.track("Secret Check", user_id="conformance-user")
         api.flush_tracking(15)
-        secrets = [enable[name] for name in self.secret_variables if enable.get(name)]
-        assert secrets or not self.secret_variables
+        missing = [name for name in self.secret_variables if not enable.get(name)]
+        assert not missing, f"enabling_environment() does not set {missing}"
+        secrets = [enable[name] for name in self.secret_variables]
         for record in caplog.records:
             message = record.getMessage()
             for secret in secrets:
                 assert secret not in message, f"a secret leaked into: {message}"
         for lane in runtime().engine.lanes:
-            for secret in secrets:
-                assert secret not in repr(lane.provider), "a secret shows in the provider's repr"
-                assert secret not in repr(vars(lane.provider).get("settings", ""))
+            shown = [repr(lane.provider)]
+            # Settings objects (dataclasses) are what people print while debugging.
+            shown += [
+                repr(value)
+                for value in vars(lane.provider).values()
+                if dataclasses.is_dataclass(value)
+            ]
+            for text in shown:
+                for secret in secrets:
+                    assert secret not in text, f"a secret shows in a repr: {text[:80]}"
 
     def _report(self) -> Any:
         reports = api.discover_tracking_providers()
