@@ -7,7 +7,6 @@ fan-out, I/O, logging) happens on the engine's threads.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import datetime as _dt
@@ -195,6 +194,8 @@ def flush_tracking(timeout: float | None = None) -> bool:
 
 async def aflush_tracking(timeout: float | None = None) -> bool:
     """`flush_tracking` for async code: waits in a worker thread, never blocking the loop."""
+    import asyncio  # imported here: `import tracking_core` must stay cheap
+
     return await asyncio.to_thread(flush_tracking, timeout)
 
 

@@ -7,11 +7,10 @@ at the first exception, and one broken package must not take the others down.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import logging
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -19,6 +18,9 @@ from . import hookspecs
 from ._log import logger
 from .settings import SettingsError, env_bool
 from .settings_doc import ProviderSetting
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = ["PluginReport", "allowed_plugins", "discover"]
 
@@ -58,6 +60,8 @@ def allowed_plugins(environ: Mapping[str, str]) -> set[str] | None:
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    import importlib.metadata  # ~20 ms: only when discovery runs, on the dispatcher thread
+
     seen: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
         seen.setdefault(ep.name, ep)  # the first on sys.path wins, as for imports

@@ -20,10 +20,8 @@ new threads; nothing of the parent's is delivered twice.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
-import inspect
 import logging
 import os
 import queue
@@ -164,9 +162,11 @@ class _Sync:
         self.done = threading.Event()
 
 
-@dataclasses.dataclass(frozen=True)
 class _BadInput:
-    reason: str
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 @runtime_checkable
@@ -261,7 +261,7 @@ class Lane:
         self._items: collections.deque[tuple[float, object]] = collections.deque()
         self._controls_waiting = 0
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # an asyncio loop, made the first time a method is async
 
     def after_fork(self) -> None:
         self._reset_runtime()
@@ -378,8 +378,10 @@ class Lane:
 
     def _call(self, method: Callable[..., Any], *args: Any) -> None:
         result = method(*args)
-        if inspect.isawaitable(result):
+        if result is not None and hasattr(result, "__await__"):
             if self._loop is None:
+                import asyncio  # only for providers with async methods: keeps import cheap
+
                 self._loop = asyncio.new_event_loop()
             self._loop.run_until_complete(result)
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
-import decimal
 import enum
 import math
 import os
+import sys
 import types
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +50,7 @@ class TrackingEvent:
     timestamp: _dt.datetime
     user_id: str | None = None
     anonymous_id: str | None = None
-    event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = dataclasses.field(default_factory=lambda: uuid4_strings(1)[0])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,7 +60,7 @@ class TrackingIdentify:
     user_id: str
     traits: Mapping[str, Any]
     timestamp: _dt.datetime
-    event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = dataclasses.field(default_factory=lambda: uuid4_strings(1)[0])
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -129,9 +128,13 @@ def _convert(value: Any, depth: int, path: set[int]) -> Any:
         return value.isoformat()
     if isinstance(value, _dt.timedelta):
         return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
+    # A Decimal or a UUID can exist only once its module was imported: looking the module up
+    # instead of importing it keeps `import tracking_core` cheap.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return "NaN" if value.is_nan() else _float(float(value))
-    if isinstance(value, uuid.UUID):
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)

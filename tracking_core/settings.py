@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import urllib.parse
 from collections.abc import Mapping
 
 __all__ = [
@@ -97,6 +96,8 @@ def env_url(environ: Mapping[str, str], name: str, default: str | None = None) -
     value = _raw(environ, name)
     if value is None:
         return default
+    import urllib.parse  # only when a URL is configured: keeps `import tracking_core` cheap
+
     try:
         parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
