@@ -15,7 +15,6 @@ import nox
 
 ROOT = Path(__file__).parent
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-PROVIDERS = sorted(str(p.parent) for p in ROOT.glob("providers/*/pyproject.toml"))
 PACKAGE_DIRS = ["tracking_core", *(glob.glob("providers/*/tracking_*"))]
 
 nox.options.sessions = ["tests", "lint", "types"]
@@ -27,7 +26,8 @@ for version_dir in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bi
 
 
 def install_project(session: nox.Session) -> None:
-    session.install("-e", ".[test]", *(arg for p in PROVIDERS for arg in ("-e", p)))
+    """What README's test command installs: requirements-dev.txt (core, providers, example)."""
+    session.install("-r", "requirements-dev.txt")
 
 
 @nox.session(python=PYTHONS)
@@ -63,10 +63,26 @@ def types(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks (they measure; they never fail on a number)."""
+    """Benchmarks (they measure; they never fail on a number): tracking-core's own, then the
+    comparison with the vendors' SDKs (see bench_peers)."""
     install_project(session)
+    session.install("-r", "benchmarks/peers/requirements.txt")
     for script in sorted(ROOT.glob("benchmarks/bench_*.py")):
         session.run("python", str(script), *session.posargs)
+    session.run("python", "benchmarks/peers/driver.py")
+
+
+@nox.session(python="3.11")
+def bench_peers(session: nox.Session) -> None:
+    """tracking-core beside posthog, segment-analytics-python, mixpanel and amplitude-analytics
+    (installed in this session's venv only): one Markdown table per measurement.
+
+    Arguments go to the driver, e.g. ``nox -s bench_peers -- --events 5000 --clients
+    tracking-core-1,posthog``; ``-- --help`` lists them.
+    """
+    install_project(session)
+    session.install("-r", "benchmarks/peers/requirements.txt")
+    session.run("python", "benchmarks/peers/driver.py", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -91,6 +91,17 @@ class ProviderConformance:
             **self.enabling_environment(conformance_server.url),
         }
         configure_tracking(monkeypatch, environment)
+        # The provider's other variables (an alternative credential, a tuning knob) must come
+        # from this test, not from the shell: unset every declared one it did not set.
+        report = self._report()
+        stray = {
+            variable: None
+            for setting in report.settings
+            for variable in (setting.name, f"{setting.name}_FILE")
+            if variable not in environment and variable in os.environ
+        }
+        if stray:
+            configure_tracking(monkeypatch, stray)
         yield {name: value for name, value in environment.items() if value is not None}
         reset_tracking()
 
@@ -194,12 +205,14 @@ class ProviderConformance:
         monkeypatch.setenv("TRACKING_DEBUG", "1")
         reset_tracking(discover=True)
         caplog.set_level(logging.DEBUG)
-        conformance_server.responder = lambda request: Reply(401, {"error": "bad key"})
-        api.track("Secret Check", user_id="conformance-user")
-        api.flush_tracking(15)
         missing = [name for name in self.secret_variables if not enable.get(name)]
         assert not missing, f"enabling_environment() does not set {missing}"
         secrets = [enable[name] for name in self.secret_variables]
+        # The vendor echoes the credentials back, as some do in error messages.
+        echoed = {"error": "bad key: " + " ".join(secrets)}
+        conformance_server.responder = lambda request: Reply(401, echoed)
+        api.track("Secret Check", user_id="conformance-user")
+        api.flush_tracking(15)
         for record in caplog.records:
             message = record.getMessage()
             for secret in secrets:
