@@ -351,16 +351,25 @@ class Lane:
             self.shutdown_deadline = deadline
             self._cond.notify_all()
 
-    def abandon(self) -> int:
-        """After a shutdown that ran out of time: count what is still waiting as dropped."""
+    def abandon(self) -> tuple[int, int]:
+        """After a shutdown that ran out of time: drop (and count) what is still waiting.
+
+        Returns (dropped, in flight). What is in flight stays the worker's to report, once its
+        provider returns; markers still waiting are finished as failed, and the lane takes
+        events again (tracking may be used after a shutdown).
+        """
         with self._cond:
-            left = sum(1 for _, item in self._items if not isinstance(item, _Flush))
-            left += self.counters.in_flight
+            markers = [item for _, item in self._items if isinstance(item, _Flush)]
+            waiting = len(self._items) - len(markers)
             self._items.clear()
-            self.counters.in_flight = 0
-        if left:
-            self.counters.drop(DropReason.SHUTDOWN, left)
-        return left
+            self._controls_waiting = 0
+            self.shutdown_deadline = None
+            in_flight = self.counters.in_flight
+        for marker in markers:
+            marker.finish(self, ok=False)
+        if waiting:
+            self.counters.drop(DropReason.SHUTDOWN, waiting)
+        return waiting, in_flight
 
     def backoff_sleep(self, seconds: float) -> bool:
         end = time.monotonic() + seconds
@@ -727,12 +736,13 @@ class Engine:
         self.submit_control(stop)
         finished = stop.done.wait(max(0.0, deadline - time.monotonic()))
         if not finished:
-            lost: dict[str, int] = {}
+            lost: list[str] = []
             for lane in lanes:
-                left = lane.abandon()
-                if left:
-                    lost[lane.name] = left
-            summary = ", ".join(f"{name}: {count}" for name, count in lost.items())
+                dropped, in_flight = lane.abandon()
+                if dropped or in_flight:
+                    busy = f" ({in_flight} of them in flight)" if in_flight else ""
+                    lost.append(f"{lane.name}: {dropped + in_flight}{busy}")
+            summary = ", ".join(lost)
             logger.error(
                 "tracking: shutdown ran out of its %.1fs budget; events not delivered: %s",
                 budget,
