@@ -130,7 +130,10 @@ def test_queue_bound_drops_new_events_and_counts_them(
         warnings = [
             r.getMessage() for r in caplog.records if "TRACKING_MAX_QUEUE" in r.getMessage()
         ]
-        assert len(warnings) == 1
+        # Rate-limited: one line for the lane's bound, and at most one for the intake's (calls
+        # can outrun the dispatcher too), not one per dropped call.
+        lane = [w for w in warnings if w.startswith("tracking: hanging has 100 events waiting")]
+        assert len(lane) == 1 and len(warnings) <= 2, warnings
     finally:
         hanging.release.set()
         monkeypatch.delenv("TRACKING_MAX_QUEUE")

@@ -16,6 +16,7 @@ from typing import Any
 
 from .discovery import PluginReport
 from .engine import ProviderStats
+from .event import normalize_timestamp
 from .registry import runtime
 from .types import TrackingProvider
 
@@ -76,8 +77,13 @@ def track(
     """
     try:
         ctx = _context.get()
-        if type(name) is not str or not name:
-            _bad(f"event name must be a non-empty str, got {_type_name(name)} {name!r:.80}")
+        if type(name) is not str:
+            if not isinstance(name, str):
+                _bad(f"event name must be a non-empty str, got {_type_name(name)} {name!r:.80}")
+                return
+            name = str.__str__(name)  # a str subclass (a StrEnum member): its plain text
+        if not name:
+            _bad("event name must be a non-empty str, got an empty str")
             return
         if properties is None:
             props = None
@@ -108,7 +114,11 @@ def track(
         if timestamp is None:
             when: float | _dt.datetime = _now()
         elif isinstance(timestamp, _dt.datetime):
-            when = timestamp
+            try:
+                when = normalize_timestamp(timestamp)
+            except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
+                _bad(f"timestamp of {name!r:.80} cannot be taken to UTC ({type(exc).__name__})")
+                return
         else:
             _bad(f"timestamp of {name!r:.80} must be a datetime, got {_type_name(timestamp)}")
             return

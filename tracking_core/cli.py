@@ -25,11 +25,22 @@ from .settings_doc import ProviderSetting
 __all__ = ["main"]
 
 
+def _without_credentials(value: str) -> str:
+    """A URL's user:password part masked; other values unchanged."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return value
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def _setting_state(setting: ProviderSetting, environ: Mapping[str, str]) -> dict[str, Any]:
     value = environ.get(setting.name)
     via_file = environ.get(f"{setting.name}_FILE") if setting.secret else None
     if value:
-        shown = "set (hidden)" if setting.secret else value
+        shown = "set (hidden)" if setting.secret else _without_credentials(value)
     elif via_file:
         shown = f"set via {setting.name}_FILE (hidden)"
     else:

@@ -568,6 +568,8 @@ class Engine:
         self.intake_dropped = 0
         self.bad_input = 0
         self._mp_hooked = False
+        self._mp_armed_pid = 0
+        self._intake_dropped_logged = 0
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
 
@@ -620,6 +622,20 @@ class Engine:
             thread = threading.Thread(target=self._dispatch, name="tracking-dispatch", daemon=True)
             self._dispatcher = thread
             thread.start()
+        self._arm_multiprocessing_exit()
+
+    def _arm_multiprocessing_exit(self) -> None:
+        """In a multiprocessing child (any start method) flush at its exit, which skips atexit.
+
+        A child forked after tracking started is armed by `_before_fork`; this covers children
+        whose tracking starts inside them (forkserver, spawn-less fork of a fresh parent).
+        """
+        mp = sys.modules.get("multiprocessing")
+        if mp is None or self._mp_armed_pid == os.getpid():
+            return
+        if mp.parent_process() is not None:
+            self._mp_armed_pid = os.getpid()
+            self._flush_at_multiprocessing_exit()
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -661,6 +677,8 @@ class Engine:
                 pass
             if not self._discovered.is_set():
                 self._run_discovery()
+            if self.intake_dropped != self._intake_dropped_logged:
+                self._log_intake_drops()
             ids = iter(uuid4_strings(sum(1 for item in chunk if type(item) is tuple)))
             built: list[Item] = []
             for item in chunk:
@@ -676,6 +694,18 @@ class Engine:
                     logger.exception("tracking: internal error while dispatching; item dropped")
             if built:
                 self._fan_out(built)
+
+    def _log_intake_drops(self) -> None:
+        # Counted on the callers' threads (no I/O there), logged here.
+        self._intake_dropped_logged = self.intake_dropped
+        rate_limited.log(
+            logging.WARNING,
+            "queue_full:intake",
+            "tracking: %d calls dropped so far: more than TRACKING_MAX_QUEUE (%d) were waiting "
+            "to be dispatched",
+            self.intake_dropped,
+            self.settings.max_queue,
+        )
 
     def _fan_out(self, built: list[Item]) -> None:
         events_only: list[Item] | None = None
@@ -780,6 +810,7 @@ class Engine:
         for error in errors:
             logger.warning("tracking: %s; using the default", error)
         self.intake_dropped = 0
+        self._intake_dropped_logged = 0
         self.bad_input = 0
         rate_limited.reset()
         with self._lock:
@@ -807,6 +838,7 @@ class Engine:
         self._intake = queue.SimpleQueue()
         self._dispatcher = None
         self.intake_dropped = 0
+        self._intake_dropped_logged = 0
         self.bad_input = 0
         if not self._discovered.is_set():
             self._discovery_started = False
@@ -819,6 +851,7 @@ class Engine:
         # inherited: such a child ends with os._exit(), which skips atexit, but runs these.
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
+            self._mp_armed_pid = os.getpid()
             mp_util.Finalize(self, self._shutdown_quietly, exitpriority=0)
 
     def _shutdown_quietly(self) -> None:

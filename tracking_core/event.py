@@ -21,7 +21,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["TrackingEvent", "TrackingIdentify", "json_safe"]
+__all__ = ["PLACEHOLDER_IDS", "TrackingEvent", "TrackingIdentify", "json_safe", "usable_id"]
 
 _UTC = _dt.timezone.utc
 
@@ -63,7 +63,15 @@ class TrackingIdentify:
     event_id: str = dataclasses.field(default_factory=lambda: uuid4_strings(1)[0])
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
+_PLAIN = frozenset({str, bool, type(None)})
+# Python refuses to print ints of more than 4300 digits (about 14,000 bits); JSON needs digits.
+_MAX_INT_BITS = 14_000
+
+
+def _huge_int(value: int) -> str:
+    return ("-0x" if value < 0 else "0x") + format(abs(value), "x")
+
+
 _finite = math.isfinite
 
 
@@ -108,8 +116,10 @@ def _convert(value: Any, depth: int, path: set[int]) -> Any:
     if value is None or value is True or value is False:
         return value
     cls = type(value)
-    if cls is str or cls is int:
+    if cls is str:
         return value
+    if cls is int:
+        return value if value.bit_length() <= _MAX_INT_BITS else _huge_int(value)
     if cls is float:
         return _float(value)
     if isinstance(value, enum.Enum):
@@ -119,7 +129,8 @@ def _convert(value: Any, depth: int, path: set[int]) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int.__index__(value)
+        number = int.__index__(value)
+        return number if number.bit_length() <= _MAX_INT_BITS else _huge_int(number)
     if isinstance(value, float):
         return _float(float(value))
     if isinstance(value, _dt.datetime):
@@ -179,7 +190,8 @@ def json_safe(value: Any) -> Any:
     The rule (the same for every built-in provider; documented in docs/api.md):
 
     - ``None``, ``bool``, ``int`` and ``str`` stay as they are; ``str``/``int`` subclasses become
-      plain ``str``/``int``.
+      plain ``str``/``int``; an int too large to print in decimal (over 4300 digits) becomes its
+      hexadecimal text, ``"0x..."``.
     - finite floats stay; NaN becomes ``"NaN"``, infinities ``"Infinity"``/``"-Infinity"``.
     - ``datetime``, ``date`` and ``time`` become ISO 8601 strings (``isoformat()``, the offset
       kept as given); ``timedelta`` becomes its total seconds as a float.
@@ -203,8 +215,10 @@ def json_safe(value: Any) -> Any:
         # The common case, flat properties of plain values, without the recursive walk.
         for key, item in value.items():
             kind = type(item)
-            if type(key) is not str or (
-                kind not in _PLAIN and not (kind is float and _finite(item))
+            if type(key) is not str or not (
+                kind in _PLAIN
+                or (kind is int and item.bit_length() <= _MAX_INT_BITS)
+                or (kind is float and _finite(item))
             ):
                 break
         else:
@@ -213,6 +227,43 @@ def json_safe(value: Any) -> Any:
         return _convert(value, 0, set())
     except Exception:
         return f"<unrepresentable {type(value).__qualname__}>"
+
+
+#: Ids that analytics vendors treat as "no id" or refuse outright (compared case-insensitively,
+#: surrounding blanks ignored). A provider adds its vendor's own to these.
+PLACEHOLDER_IDS = frozenset(
+    {
+        "",
+        "anonymous",
+        "anon",
+        "guest",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "nan",
+        "undefined",
+        "unknown",
+        "<nil>",
+        "0",
+        "-1",
+        "true",
+        "false",
+        "[]",
+        "{}",
+        "[object object]",
+        "00000000-0000-0000-0000-000000000000",
+    }
+)
+
+
+def usable_id(value: str | None, placeholders: frozenset[str] = PLACEHOLDER_IDS) -> str | None:
+    """`value` when it is a real id; None when it is missing, blank or a placeholder such as
+    ``"anonymous"`` (which vendors refuse, or worse, merge every such user into one)."""
+    if value is None or value.strip().lower() in placeholders:
+        return None
+    return value
 
 
 def uuid4_strings(count: int) -> list[str]:

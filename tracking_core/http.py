@@ -33,9 +33,11 @@ import math
 import os
 import random
 import socket
+import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,6 +62,33 @@ __all__ = [
     "parse_retry_after",
 ]
 
+# The first request of any provider imports the HTTP stack on a worker thread. A fork in the
+# middle of that would leave the child with half-imported modules (or a held import lock), so
+# forks wait for it: the lock is taken before fork and released on both sides after.
+_STACK_LOCK = threading.Lock()
+_stack_ready = False
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_STACK_LOCK.acquire,
+        after_in_parent=_STACK_LOCK.release,
+        after_in_child=_STACK_LOCK.release,
+    )
+
+
+def _load_http_stack() -> None:
+    """Import httpx and what its first connection needs, under `_STACK_LOCK`."""
+    global _stack_ready
+    with _STACK_LOCK:
+        if not _stack_ready:
+            import encodings.idna  # noqa: F401 - loaded lazily by the first connection
+
+            import httpcore  # noqa: F401
+            import httpx
+
+            httpx.HTTPTransport()  # builds the SSL context once (certifi, ssl)
+            _stack_ready = True
+
+
 #: Bodies at least this large are gzipped when the request allows it.
 GZIP_MIN_BYTES = 1024
 #: The longest ``Retry-After`` honoured, in seconds (longer values are clamped).
@@ -74,7 +103,7 @@ def dumps(value: Any) -> bytes:
     `tracking_core.json_safe` when plain encoding fails."""
     try:
         text = _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # a value JSON cannot carry, or a mapping that raises while read
         text = _ENCODER.encode(json_safe(value))
     try:
         return text.encode("utf-8")
@@ -201,6 +230,29 @@ class Outcome:
     retry_after: float | None = None
     rejected: Sequence[int] = ()
     retry_only: Sequence[int] | None = None
+
+
+class _SecretMask(logging.Filter):
+    """Masks the live HTTP providers' secrets in httpcore's DEBUG lines (they show response
+    headers, where a vendor may echo a key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.providers: weakref.WeakSet[HttpProvider] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [secret for provider in list(self.providers) for secret in provider.secrets()]
+        if secrets:
+            message = record.getMessage()
+            masked = redact(message, secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+_secret_mask = _SecretMask()
+for _name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_secret_mask)
 
 
 def default_outcome(response: HttpResponse) -> Outcome:
@@ -476,6 +528,7 @@ class HttpProvider(abc.ABC):
         # used without an httpx.Client: we follow no redirects, keep no cookies and need no
         # auth flows, and that layer costs about a third of each request's CPU time.
         if self._client is None or self._client_pid != pid:
+            _load_http_stack()
             import httpx
 
             # After a fork the parent's connections are not ours: start afresh. TCP_NODELAY:
@@ -486,6 +539,7 @@ class HttpProvider(abc.ABC):
                 socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             )
             self._client_pid = pid
+            _secret_mask.providers.add(self)
         return self._client
 
     def close(self) -> None:
@@ -503,6 +557,7 @@ class HttpProvider(abc.ABC):
         attempt: int,
         control: DeliveryControl,
     ) -> Outcome:
+        _load_http_stack()
         import httpx
 
         headers = {

@@ -87,17 +87,28 @@ def env_float(
     return number
 
 
-def env_url(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+def env_url(
+    environ: Mapping[str, str],
+    name: str,
+    default: str | None = None,
+    *,
+    endpoint: bool = False,
+) -> str | None:
     """An http(s) URL with a host; a trailing slash is removed so paths can be appended.
 
-    The value is not secret, but a URL may carry credentials (``https://user:pw@host``), so
-    the error message never repeats it.
+    A base URL (the default) may carry a path prefix but no query or fragment, since providers
+    append their own paths to it; with ``endpoint=True`` (a full URL used as is, such as a
+    webhook's) a query is allowed. Spaces and control characters are refused. The value is not
+    secret, but a URL may carry credentials (``https://user:pw@host``), so the error message
+    never repeats it.
     """
     value = _raw(environ, name)
     if value is None:
         return default
     import urllib.parse  # only when a URL is configured: keeps `import tracking_core` cheap
 
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
+        raise SettingsError(name, "contains spaces or control characters")
     try:
         parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -107,7 +118,11 @@ def env_url(environ: Mapping[str, str], name: str, default: str | None = None) -
         raise SettingsError(name, "must start with http:// or https://")
     if not parts.hostname:
         raise SettingsError(name, "has no host name")
-    return value.rstrip("/")
+    if parts.fragment or value.endswith("#"):
+        raise SettingsError(name, "must not have a #fragment")
+    if not endpoint and (parts.query or "?" in value):
+        raise SettingsError(name, "is a base URL and must not have a ?query")
+    return value if endpoint else value.rstrip("/")
 
 
 def env_secret(environ: Mapping[str, str], name: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,77 +12,36 @@ from tracking_amplitude.fake import AmplitudeFake
 from tracking_amplitude.provider import DEFAULT_HOST, AmplitudeProvider, AmplitudeSettings
 
 import tracking_core
-from tracking_core.testing import LoopbackReceiver, reset_tracking
-
-KEY = "amp-config-secret-4b1d9e"
 
 Configure = Callable[..., None]
 
 
-@pytest.fixture
-def fake() -> AmplitudeFake:
-    return AmplitudeFake(api_key=KEY)
-
-
-@pytest.fixture
-def server(fake: AmplitudeFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def configure(
-    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
-) -> Configure:
-    """Set the environment (None removes a variable), then rediscover the plugins."""
-
-    def apply(**variables: str | None) -> None:
-        base: dict[str, str | None] = {
-            "TRACKING_PROVIDERS": "amplitude",
-            "TRACKING_DISABLED": None,
-            "TRACKING_FLUSH_INTERVAL": "0.05",
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            "AMPLITUDE_API_KEY": None,
-            "AMPLITUDE_API_KEY_FILE": None,
-            "AMPLITUDE_HOST": server.url,
-        }
-        base.update(variables)
-        for name, value in base.items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
-
-    return apply
+def send_one() -> None:
+    tracking_core.track("Signed Up", user_id="user-12345")
+    assert tracking_core.flush_tracking(10)
 
 
 def test_not_enabled_without_the_api_key(configure: Configure, fake: AmplitudeFake) -> None:
     configure()
     assert tracking_core.list_tracking_providers() == []
-    tracking_core.track("Signed Up", user_id="user-12345")
-    assert tracking_core.flush_tracking(10)
+    send_one()
     assert fake.events == []
 
 
-def test_enabled_by_the_api_key(configure: Configure, fake: AmplitudeFake) -> None:
-    configure(AMPLITUDE_API_KEY=KEY)
-    assert tracking_core.list_tracking_providers() == ["amplitude"]
-    tracking_core.track("Signed Up", user_id="user-12345")
-    assert tracking_core.flush_tracking(10)
-    assert [e["event_type"] for e in fake.events] == ["Signed Up"]
-
-
-def test_the_key_can_come_from_a_file(
-    configure: Configure, fake: AmplitudeFake, tmp_path: Path
+@pytest.mark.parametrize("from_file", [False, True], ids=["variable", "file"])
+def test_enabled_by_the_api_key(
+    configure: Configure, fake: AmplitudeFake, api_key: str, tmp_path: Path, from_file: bool
 ) -> None:
-    path = tmp_path / "amplitude-key"
-    path.write_text(f"{KEY}\n", encoding="utf-8")
-    configure(AMPLITUDE_API_KEY_FILE=str(path))
+    if from_file:
+        path = tmp_path / "amplitude-key"
+        path.write_text(f"{api_key}\n", encoding="utf-8")
+        configure(AMPLITUDE_API_KEY_FILE=str(path))
+    else:
+        configure(AMPLITUDE_API_KEY=api_key)
     assert tracking_core.list_tracking_providers() == ["amplitude"]
-    tracking_core.track("Signed Up", user_id="user-12345")
-    assert tracking_core.flush_tracking(10)
-    assert len(fake.events) == 1  # the fake checks the key: the file's, stripped
+    send_one()
+    # The fake checks the key: the variable's, or the file's stripped of its newline.
+    assert [e["event_type"] for e in fake.events] == ["Signed Up"]
     assert tracking_core.tracking_stats()["amplitude"].delivered == 1
 
 
@@ -102,16 +61,17 @@ def test_the_key_can_come_from_a_file(
 def test_a_malformed_value_disables_it_with_one_clear_line(
     configure: Configure,
     caplog: pytest.LogCaptureFixture,
+    api_key: str,
     variables: dict[str, str | None],
     named: str,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="tracking_core")
-    configure(**{"AMPLITUDE_API_KEY": KEY, **variables})
+    configure(**{"AMPLITUDE_API_KEY": api_key, **variables})
     assert tracking_core.list_tracking_providers() == []
     lines = [r.getMessage() for r in caplog.records if named in r.getMessage()]
     assert len(lines) == 1, caplog.text
     assert "amplitude" in lines[0]
-    assert KEY not in caplog.text
+    assert api_key not in caplog.text
 
 
 def test_an_empty_key_file_disables_it(
@@ -142,19 +102,19 @@ def test_the_settings_hook_describes_every_variable() -> None:
     assert settings["AMPLITUDE_HOST"].default == DEFAULT_HOST
 
 
-def test_settings_defaults_and_no_key_in_reprs() -> None:
-    settings = AmplitudeSettings.from_environ({"AMPLITUDE_API_KEY": KEY})
+def test_settings_defaults_and_no_key_in_reprs(api_key: str) -> None:
+    settings = AmplitudeSettings.from_environ({"AMPLITUDE_API_KEY": api_key})
     assert settings is not None
     assert settings.host == DEFAULT_HOST
     eu = AmplitudeSettings.from_environ(
-        {"AMPLITUDE_API_KEY": KEY, "AMPLITUDE_HOST": "https://api.eu.amplitude.com/"}
+        {"AMPLITUDE_API_KEY": api_key, "AMPLITUDE_HOST": "https://api.eu.amplitude.com/"}
     )
     assert eu is not None and eu.host == "https://api.eu.amplitude.com"
     assert AmplitudeSettings.from_environ({"AMPLITUDE_HOST": DEFAULT_HOST}) is None
     provider = AmplitudeProvider(settings)
-    assert KEY not in repr(settings)
-    assert KEY not in repr(provider)
-    assert list(provider.secrets()) == [KEY]
+    assert api_key not in repr(settings)
+    assert api_key not in repr(provider)
+    assert list(provider.secrets()) == [api_key]
     request = provider.build_request("httpapi", [], "batch")
     assert request.url == "https://api2.amplitude.com/2/httpapi"
     assert not request.gzip

@@ -8,16 +8,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from tracking_amplitude.fake import AmplitudeFake, error_reply
 
 import tracking_core
-from tracking_core.testing import LoopbackReceiver, Reply, reset_tracking
+from tracking_core.testing import LoopbackReceiver, Reply
 
-KEY = "amp-delivery-secret-7c3f0a"
 WHEN = dt.datetime(2026, 1, 15, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
 WHEN_MS = 1768471200123
 LIBRARY = f"tracking-core/{tracking_core.__version__}"
@@ -25,47 +24,17 @@ LIBRARY = f"tracking-core/{tracking_core.__version__}"
 Configure = Callable[..., None]
 
 
-@pytest.fixture
-def fake() -> AmplitudeFake:
-    return AmplitudeFake(api_key=KEY)
+def track(*names: str, user_id: str | None = "user-12345", **fields: Any) -> None:
+    """Track one event per name (by default for ``user-12345``)."""
+    for name in names:
+        tracking_core.track(name, user_id=user_id, **fields)
 
 
-@pytest.fixture
-def server(fake: AmplitudeFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def configure(
-    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
-) -> Configure:
-    """Enable the plugin against the fake (extra variables override; None removes one)."""
-
-    def apply(**variables: str | None) -> None:
-        base: dict[str, str | None] = {
-            "AMPLITUDE_API_KEY": KEY,
-            "AMPLITUDE_API_KEY_FILE": None,
-            "AMPLITUDE_HOST": server.url,
-            "TRACKING_PROVIDERS": "amplitude",
-            "TRACKING_DISABLED": None,
-            "TRACKING_BATCH_SIZE": None,
-            "TRACKING_DEBUG": None,
-            "TRACKING_FLUSH_INTERVAL": "5",  # batches are cut by flush_tracking()
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            "TRACKING_RETRY_BACKOFF_MAX": "0.05",
-            "TRACKING_MAX_RETRY_TIME": None,
-        }
-        base.update(variables)
-        for name, value in base.items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
-        assert tracking_core.list_tracking_providers() == ["amplitude"]
-
-    return apply
+def throttled(**fields: Any) -> Reply:
+    """Amplitude's 429, with ``Retry-After: 0`` (it sends none) so that tests do not wait 30 s."""
+    return error_reply(
+        429, "Too many requests for some devices and users", headers={"Retry-After": "0"}, **fields
+    )
 
 
 def flush() -> tracking_core.ProviderStats:
@@ -85,9 +54,9 @@ def insert_ids(body: dict[str, Any]) -> list[str]:
 
 
 def test_events_and_identifies_go_out_in_one_batch_in_the_vendor_format(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake, api_key: str
 ) -> None:
-    configure()
+    enable_amplitude()
     before = int(time.time() * 1000)
     tracking_core.track(
         "Signed Up",
@@ -110,7 +79,7 @@ def test_events_and_identifies_go_out_in_one_batch_in_the_vendor_format(
     assert "content-encoding" not in request.headers
     body = request.json()
     assert set(body) == {"api_key", "events"}  # no options: every id is long enough
-    assert body["api_key"] == KEY
+    assert body["api_key"] == api_key
     ids = insert_ids(body)
     assert len(set(ids)) == 3
     assert all(uuid.UUID(i).version == 4 for i in ids)
@@ -149,12 +118,12 @@ def test_events_and_identifies_go_out_in_one_batch_in_the_vendor_format(
 
 
 def test_events_without_an_id_amplitude_accepts_are_dropped_as_unsupported(
-    configure: Configure,
+    enable_amplitude: Configure,
     server: LoopbackReceiver,
     fake: AmplitudeFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    configure()
+    enable_amplitude()
     tracking_core.track("No Ids")
     tracking_core.track("Placeholder Only", user_id="anonymous")
     tracking_core.track("Placeholder User", user_id="null", anonymous_id="device-12345")
@@ -174,9 +143,9 @@ def test_events_without_an_id_amplitude_accepts_are_dropped_as_unsupported(
 
 
 def test_short_ids_are_kept_with_min_id_length(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     tracking_core.track("Normal", user_id="user-12345")
     tracking_core.track("Two", user_id="u1")
     tracking_core.track("Three", user_id="abc", anonymous_id="device-123")
@@ -200,11 +169,11 @@ def test_short_ids_are_kept_with_min_id_length(
     assert fake.identifies[0]["user_id"] == "42"
 
 
-def test_a_host_with_a_path_prefix(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
-    proxied = AmplitudeFake(api_key=KEY, prefix="/proxy")
+def test_a_host_with_a_path_prefix(enable_amplitude: Configure, api_key: str) -> None:
+    proxied = AmplitudeFake(api_key=api_key, prefix="/proxy")
     with LoopbackReceiver(proxied) as proxy:
-        configure(AMPLITUDE_HOST=f"{proxy.url}/proxy/")
-        tracking_core.track("Signed Up", user_id="user-12345")
+        enable_amplitude(AMPLITUDE_HOST=f"{proxy.url}/proxy/")
+        track("Signed Up")
         stats = flush()
         assert [r.path for r in proxy.requests] == ["/proxy/2/httpapi"]
     assert stats.delivered == 1
@@ -212,9 +181,9 @@ def test_a_host_with_a_path_prefix(configure: Configure, monkeypatch: pytest.Mon
 
 
 def test_values_json_cannot_carry_arrive_as_strict_json(
-    configure: Configure, server: LoopbackReceiver
+    enable_amplitude: Configure, server: LoopbackReceiver
 ) -> None:
-    configure()
+    enable_amplitude()
     props = {
         "when": dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.timezone.utc),
         "price": decimal.Decimal("9.99"),
@@ -245,9 +214,9 @@ def test_values_json_cannot_carry_arrive_as_strict_json(
 
 
 def test_requests_stay_under_2000_events_whatever_the_batch_size(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure(TRACKING_BATCH_SIZE="5000")
+    enable_amplitude(TRACKING_BATCH_SIZE="5000")
     for i in range(4100):
         tracking_core.track("Tick", {"i": i}, user_id="user-12345")
     stats = flush()
@@ -260,9 +229,9 @@ def test_requests_stay_under_2000_events_whatever_the_batch_size(
 
 
 def test_requests_stay_under_1_mb(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     # Three of these make a body just over 1 MB: the provider must cut them 2 + 2 + 1.
     for i in range(5):
         tracking_core.track("Big", {"blob": "x" * 340_000, "i": i}, user_id="user-12345")
@@ -279,28 +248,49 @@ def test_requests_stay_under_1_mb(
 # -- answers --------------------------------------------------------------------------------
 
 
-def test_a_503_is_retried_with_the_same_ids_and_times(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+@pytest.mark.parametrize(
+    ("reply", "times", "names", "counts"),
+    [
+        (error_reply(503, "Service Unavailable"), 2, ("A", "B", "C"), (3, 6, 2)),
+        (
+            throttled(
+                eps_threshold=30, throttled_users={"user-12345": 31}, throttled_events=[0, 1]
+            ),
+            1,
+            ("A", "B"),
+            (2, 2, 1),
+        ),
+        # The JSON code decides, even on HTTP 200.
+        (Reply(200, {"code": 503, "error": "Service Unavailable"}), 1, ("A",), (1, 1, 1)),
+    ],
+    ids=["503", "429", "code-503-on-http-200"],
+)
+def test_a_retryable_answer_is_retried_with_the_same_ids_and_times(
+    enable_amplitude: Configure,
+    server: LoopbackReceiver,
+    fake: AmplitudeFake,
+    reply: Reply,
+    times: int,
+    names: tuple[str, ...],
+    counts: tuple[int, int, int],
 ) -> None:
-    configure()
-    fake.fail_next(error_reply(503, "Service Unavailable"), times=2)
-    for name in ("A", "B", "C"):
-        tracking_core.track(name, user_id="user-12345", timestamp=WHEN)
+    enable_amplitude()
+    fake.fail_next(reply, times=times)
+    track(*names, timestamp=WHEN)
     stats = flush()
-    assert len(server.requests) == 3
+    assert len(server.requests) == times + 1
     first, *again = (r.body for r in server.requests)
     assert all(body == first for body in again)  # byte-identical: same insert_id and time
-    assert [e["event_type"] for e in fake.events] == ["A", "B", "C"]
-    assert (stats.delivered, stats.retried, stats.failed) == (3, 6, 2)
+    assert [e["event_type"] for e in fake.events] == list(names)
+    assert (stats.delivered, stats.retried, stats.failed) == counts
 
 
 def test_a_500_after_ingesting_is_deduplicated_by_insert_id(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     fake.fail_next(error_reply(500, "Internal Server Error"), ingest=True)
-    tracking_core.track("A", user_id="user-12345")
-    tracking_core.track("B", user_id="user-12345")
+    track("A", "B")
     stats = flush()
     assert len(server.requests) == 2
     assert len(fake.events) == 2
@@ -308,40 +298,17 @@ def test_a_500_after_ingesting_is_deduplicated_by_insert_id(
     assert stats.delivered == 2
 
 
-def test_a_429_is_retried_with_the_same_ids(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
-) -> None:
-    configure()
-    fake.fail_next(
-        error_reply(
-            429,
-            "Too many requests for some devices and users",
-            headers={"Retry-After": "0"},
-            eps_threshold=30,
-            throttled_users={"user-12345": 31},
-            throttled_events=[0, 1],
-        )
-    )
-    tracking_core.track("A", user_id="user-12345", timestamp=WHEN)
-    tracking_core.track("B", user_id="user-12345", timestamp=WHEN)
-    stats = flush()
-    first, second = bodies(server)
-    assert first == second
-    assert len(fake.events) == 2
-    assert (stats.delivered, stats.retried) == (2, 2)
-
-
 def test_a_429_pauses_30_seconds(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
     # With one second of retry time, a 503 is retried (short backoff) but a 429 is not:
     # Amplitude asks for 30 s, which the core will not wait.
-    configure(TRACKING_MAX_RETRY_TIME="1")
+    enable_amplitude(TRACKING_MAX_RETRY_TIME="1")
     fake.fail_next(error_reply(503, "Service Unavailable"))
-    tracking_core.track("A", user_id="user-12345")
+    track("A")
     assert flush().delivered == 1
     fake.fail_next(error_reply(429, "Too many requests", throttled_users={"user-12345": 31}))
-    tracking_core.track("B", user_id="user-12345")
+    track("B")
     started = time.monotonic()
     stats = flush()
     assert time.monotonic() - started < 5
@@ -350,14 +317,11 @@ def test_a_429_pauses_30_seconds(
 
 
 def test_a_429_drops_the_events_over_the_daily_quota(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     fake.fail_next(
-        error_reply(
-            429,
-            "Too many requests for some devices and users",
-            headers={"Retry-After": "0"},
+        throttled(
             throttled_events=[0, 1, 2],
             throttled_devices={"device-00002": 40},
             exceeded_daily_quota_users={"user-aaaaa": 500_001},
@@ -378,12 +342,11 @@ def test_a_429_drops_the_events_over_the_daily_quota(
 
 
 def test_a_413_splits_the_batch(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     fake.fail_next(error_reply(413, "Payload too large"))
-    for name in ("A", "B", "C", "D"):
-        tracking_core.track(name, user_id="user-12345")
+    track("A", "B", "C", "D")
     stats = flush()
     counts = [len(body["events"]) for body in bodies(server)]
     assert counts == [4, 2, 2]
@@ -394,11 +357,11 @@ def test_a_413_splits_the_batch(
 
 
 def test_a_413_on_a_single_event_drops_it_as_too_large(
-    configure: Configure, fake: AmplitudeFake
+    enable_amplitude: Configure, fake: AmplitudeFake
 ) -> None:
-    configure()
+    enable_amplitude()
     fake.fail_next(error_reply(413, "Payload too large"))
-    tracking_core.track("A", user_id="user-12345")
+    track("A")
     stats = flush()
     assert dict(stats.dropped) == {"too_large": 1}
     assert fake.events == []
@@ -416,15 +379,14 @@ def test_a_413_on_a_single_event_drops_it_as_too_large(
     ],
 )
 def test_a_400_listing_events_drops_them_and_resends_the_rest_at_once(
-    configure: Configure,
+    enable_amplitude: Configure,
     server: LoopbackReceiver,
     fake: AmplitudeFake,
     fields: dict[str, Any],
 ) -> None:
-    configure(TRACKING_RETRY_BACKOFF="5", TRACKING_RETRY_BACKOFF_MAX="5")  # no backoff used
+    enable_amplitude(TRACKING_RETRY_BACKOFF="5", TRACKING_RETRY_BACKOFF_MAX="5")  # no backoff used
     fake.fail_next(error_reply(400, "Invalid field values on some events", **fields))
-    for name in ("A", "B", "C", "D"):
-        tracking_core.track(name, user_id="user-12345")
+    track("A", "B", "C", "D")
     started = time.monotonic()
     stats = flush()
     assert time.monotonic() - started < 2
@@ -453,12 +415,11 @@ def test_a_400_listing_events_drops_them_and_resends_the_rest_at_once(
     ],
 )
 def test_answers_that_refuse_the_whole_batch(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake, reply: Reply
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake, reply: Reply
 ) -> None:
-    configure()
+    enable_amplitude()
     fake.fail_next(reply)
-    tracking_core.track("A", user_id="user-12345")
-    tracking_core.track("B", user_id="user-12345")
+    track("A", "B")
     stats = flush()
     assert len(server.requests) == 1  # not retried
     assert dict(stats.dropped) == {"rejected": 2}
@@ -466,22 +427,11 @@ def test_answers_that_refuse_the_whole_batch(
     assert fake.events == []
 
 
-def test_the_json_code_decides_even_on_http_200(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
-) -> None:
-    configure()
-    fake.fail_next(Reply(200, {"code": 503, "error": "Service Unavailable"}))
-    tracking_core.track("A", user_id="user-12345")
-    stats = flush()
-    assert len(server.requests) == 2
-    assert (stats.delivered, stats.retried) == (1, 1)
-
-
 def test_a_wrong_key_is_rejected_without_retry(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake
 ) -> None:
-    configure(AMPLITUDE_API_KEY="amp-wrong-key-000")
-    tracking_core.track("A", user_id="user-12345")
+    enable_amplitude(AMPLITUDE_API_KEY="amp-wrong-key-000")
+    track("A")
     stats = flush()
     assert len(server.requests) == 1
     assert fake.rejections == [{"code": 400, "error": "Invalid API key"}]
@@ -489,35 +439,36 @@ def test_a_wrong_key_is_rejected_without_retry(
 
 
 def test_no_secret_in_any_log_line(
-    configure: Configure,
+    enable_amplitude: Configure,
     server: LoopbackReceiver,
     fake: AmplitudeFake,
     caplog: pytest.LogCaptureFixture,
+    api_key: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    configure(TRACKING_DEBUG="1")
-    fake.fail_next(error_reply(503, f"upstream refused key {KEY}"))
-    fake.fail_next(error_reply(400, f"Invalid API key: {KEY}"))
-    tracking_core.track("A", user_id="user-12345")
+    enable_amplitude(TRACKING_DEBUG="1")
+    fake.fail_next(error_reply(503, f"upstream refused key {api_key}"))
+    fake.fail_next(error_reply(400, f"Invalid API key: {api_key}"))
+    track("A")
     tracking_core.identify("user-12345", {"plan": "pro"})
     stats = flush()
     assert dict(stats.dropped) == {"rejected": 2}
     assert len(server.requests) == 2
     assert "sent 2 items" in caplog.text  # the debug lines are there...
     assert "Invalid API key: ***" in caplog.text  # ... the vendor's reason too, masked
-    assert KEY not in caplog.text
+    assert api_key not in caplog.text
     for record in caplog.records:
-        assert KEY not in record.getMessage()
+        assert api_key not in record.getMessage()
 
 
 def test_each_attempt_is_checked_by_the_strict_fake(
-    configure: Configure, server: LoopbackReceiver, fake: AmplitudeFake
+    enable_amplitude: Configure, server: LoopbackReceiver, fake: AmplitudeFake, api_key: str
 ) -> None:
     """Every request the provider made passed the fake's own validation."""
-    configure()
+    enable_amplitude()
     tracking_core.track("A", {"nested": {"deep": [1, 2, {"x": None}]}}, user_id="user-12345")
     tracking_core.identify("user-12345", {})
     stats = flush()
     assert fake.rejections == []
     assert stats.delivered == 2
-    assert all(json.loads(r.body)["api_key"] == KEY for r in server.requests)
+    assert all(json.loads(r.body)["api_key"] == api_key for r in server.requests)

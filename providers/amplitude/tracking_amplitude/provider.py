@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version__
+from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version__, json_safe
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
@@ -116,7 +116,7 @@ def _millis(when: _dt.datetime) -> int:
 
 def _usable(value: str | None) -> str | None:
     """`value` unless it is absent, empty or a placeholder Amplitude refuses."""
-    return value if value is not None and value.lower() not in INVALID_IDS else None
+    return value if value is not None and value.strip().lower() not in INVALID_IDS else None
 
 
 def _short_route(route: str) -> int | None:
@@ -189,7 +189,7 @@ class AmplitudeProvider(HttpProvider):
                 **ids,
                 "time": _millis(item.timestamp),
                 "insert_id": item.event_id,
-                "user_properties": {"$set": dict(item.traits)},
+                "user_properties": {"$set": json_safe(item.traits)},
                 "library": _LIBRARY,
             }
         else:
@@ -199,7 +199,7 @@ class AmplitudeProvider(HttpProvider):
                 **ids,
                 "time": _millis(item.timestamp),
                 "insert_id": item.event_id,
-                "event_properties": dict(item.properties),
+                "event_properties": json_safe(item.properties),
                 "library": _LIBRARY,
             }
         shortest = min(len(value) for value in ids.values())

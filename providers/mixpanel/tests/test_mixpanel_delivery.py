@@ -11,18 +11,11 @@ import pytest
 from tracking_mixpanel.fake import MixpanelFake
 
 import tracking_core
-from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
+from tracking_core.receivers import ReceivedRequest, Reply
 
 Enable = Callable[..., None]
+RequestsTo = Callable[[str], list[ReceivedRequest]]
 UTC = dt.timezone.utc
-
-
-def _flush() -> None:
-    assert tracking_core.flush_tracking(10)
-
-
-def _requests(receiver: LoopbackReceiver, route: str) -> list[ReceivedRequest]:
-    return [r for r in receiver.requests if r.path.rstrip("/").endswith("/" + route)]
 
 
 def _stats() -> tracking_core.ProviderStats:
@@ -45,15 +38,16 @@ def _idle_stats() -> tracking_core.ProviderStats:
     ],
     ids=["503", "429", "502", "reset"],
 )
+@pytest.mark.usefixtures("tracked")
 def test_retries_resend_the_same_ids_and_times(
-    tracked: LoopbackReceiver, fake: MixpanelFake, failure: Reply
+    fake: MixpanelFake, requests_to: RequestsTo, failure: Reply
 ) -> None:
     fake.fail_next(failure, times=2, route="track")
     when = dt.datetime.now(UTC) - dt.timedelta(seconds=30)
     for n in range(3):
         tracking_core.track(f"Event {n}", {"n": n}, user_id="user-1", timestamp=when)
-    _flush()
-    attempts = _requests(tracked, "track")
+    assert tracking_core.flush_tracking(10)
+    attempts = requests_to("track")
     assert len(attempts) == 3
     bodies = [r.json() for r in attempts]
     assert bodies[0] == bodies[1] == bodies[2]  # same $insert_id and time on every attempt
@@ -67,60 +61,89 @@ def test_retries_resend_the_same_ids_and_times(
     assert stats.dropped == {}
 
 
-def test_retries_give_up_after_the_attempt_limit(
-    tracked: LoopbackReceiver, fake: MixpanelFake
+@pytest.mark.parametrize(
+    ("reply", "times", "attempts", "dropped"),
+    [
+        # what the body says decides success
+        (Reply(200, "1"), 1, 1, {}),
+        (Reply(200, "0"), 1, 1, {"rejected": 1}),
+        (Reply(200, {"status": 1, "error": None}), 1, 1, {}),
+        (Reply(200, {"status": 0, "error": "token, missing or empty"}), 1, 1, {"rejected": 1}),
+        (Reply(400, {"status": 0, "error": "bad request"}), 1, 1, {"rejected": 1}),
+        (Reply(401, {"error": "unauthorized"}), 1, 1, {"rejected": 1}),
+        (Reply(200, b""), 1, 1, {}),  # an unreadable 2xx body: delivered, with a warning
+        # a 413 on a single event: nothing left to split, dropped
+        (Reply(413, b"too large"), 1, 1, {"too_large": 1}),
+        # retries give up after the attempt limit (TRACKING_MAX_ATTEMPTS=5)
+        (Reply(503, b""), 50, 5, {"retries_exhausted": 1}),
+    ],
+    ids=[
+        "text-1",
+        "text-0",
+        "status-1",
+        "status-0",
+        "400",
+        "401",
+        "unreadable-2xx",
+        "413-single-event",
+        "retries-exhausted",
+    ],
+)
+@pytest.mark.usefixtures("tracked")
+def test_one_event_outcome_follows_the_answer(
+    fake: MixpanelFake,
+    requests_to: RequestsTo,
+    reply: Reply,
+    times: int,
+    attempts: int,
+    dropped: dict[str, int],
 ) -> None:
-    fake.fail_next(Reply(503, b""), times=50, route="track")
-    tracking_core.track("Lost", user_id="user-1")
-    _flush()
-    assert len(_requests(tracked, "track")) == 5  # TRACKING_MAX_ATTEMPTS
-    assert fake.events == []
-    assert _idle_stats().dropped == {"retries_exhausted": 1}
+    fake.fail_next(reply, times=times, route="track")
+    tracking_core.track("Once", user_id="user-1")
+    assert tracking_core.flush_tracking(10)
+    assert len(requests_to("track")) == attempts
+    assert fake.events == []  # a scripted answer records nothing
+    stats = _idle_stats()
+    assert stats.delivered == (0 if dropped else 1)
+    assert stats.dropped == dropped
 
 
-def test_413_splits_the_batch(tracked: LoopbackReceiver, fake: MixpanelFake) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_413_splits_the_batch(fake: MixpanelFake, requests_to: RequestsTo) -> None:
     fake.fail_next(
         Reply(413, {"code": 413, "error": "request exceeds max limit", "status": 0}),
         route="track",
     )
     for n in range(4):
         tracking_core.track(f"Event {n}", user_id="user-1")
-    _flush()
-    sizes = [len(r.json()) for r in _requests(tracked, "track")]
+    assert tracking_core.flush_tracking(10)
+    sizes = [len(r.json()) for r in requests_to("track")]
     assert sizes == [4, 2, 2]
     assert sorted(e["event"] for e in fake.events) == [f"Event {n}" for n in range(4)]
     stats = _idle_stats()
     assert stats.delivered == 4 and stats.dropped == {}
 
 
-def test_413_on_a_single_event_drops_it(tracked: LoopbackReceiver, fake: MixpanelFake) -> None:
-    fake.fail_next(Reply(413, b"too large"), route="track")
-    tracking_core.track("Alone", user_id="user-1")
-    _flush()
-    assert len(_requests(tracked, "track")) == 1
-    assert _idle_stats().dropped == {"too_large": 1}
-
-
-def test_an_event_over_1mb_is_dropped_before_sending(
-    tracked: LoopbackReceiver, fake: MixpanelFake
-) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_an_event_over_1mb_is_dropped_before_sending(fake: MixpanelFake) -> None:
     tracking_core.track("Huge", {"blob": "x" * 1_100_000}, user_id="user-1")
     tracking_core.track("Fine", user_id="user-1")
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert [e["event"] for e in fake.events] == ["Fine"]
     stats = _idle_stats()
     assert stats.delivered == 1 and stats.dropped == {"too_large": 1}
 
 
+@pytest.mark.usefixtures("tracked")
 def test_status_0_is_a_rejected_batch_not_retried(
-    tracked: LoopbackReceiver, fake: MixpanelFake, caplog: pytest.LogCaptureFixture
+    fake: MixpanelFake, requests_to: RequestsTo, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tracking_core")
     fake.reject_events = lambda e: "bad property value" if e["event"] == "Bad" else None
     tracking_core.track("Good", user_id="user-1")
     tracking_core.track("Bad", user_id="user-1")
-    _flush()
-    attempts = _requests(tracked, "track")
+    assert tracking_core.flush_tracking(10)
+    attempts = requests_to("track")
     assert len(attempts) == 1  # HTTP 200 with {"status": 0}: not retried
     assert fake.events == []
     stats = _idle_stats()
@@ -130,113 +153,66 @@ def test_status_0_is_a_rejected_batch_not_retried(
     assert any("bad property value" in line for line in lines), lines
 
 
-@pytest.mark.parametrize(
-    ("reply", "delivered"),
-    [
-        (Reply(200, "1"), True),
-        (Reply(200, "0"), False),
-        (Reply(200, {"status": 1, "error": None}), True),
-        (Reply(200, {"status": 0, "error": "token, missing or empty"}), False),
-        (Reply(400, {"status": 0, "error": "bad request"}), False),
-        (Reply(401, {"error": "unauthorized"}), False),
-        (Reply(200, b""), True),  # an unreadable 2xx body: delivered, with a warning
-    ],
-)
-def test_success_is_what_the_body_says(
-    tracked: LoopbackReceiver, fake: MixpanelFake, reply: Reply, delivered: bool
-) -> None:
-    fake.fail_next(reply, route="track")
-    tracking_core.track("Once", user_id="user-1")
-    _flush()
-    assert len(_requests(tracked, "track")) == 1
-    stats = _idle_stats()
-    if delivered:
-        assert stats.delivered == 1 and stats.dropped == {}
-    else:
-        assert stats.delivered == 0 and stats.dropped == {"rejected": 1}
-
-
-def test_engage_status_0_is_rejected(tracked: LoopbackReceiver, fake: MixpanelFake) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_engage_status_0_is_rejected(fake: MixpanelFake, requests_to: RequestsTo) -> None:
     fake.fail_next(Reply(200, {"status": 0, "error": "$set must be an object"}), route="engage")
     tracking_core.identify("user-1", {"plan": "pro"})
     tracking_core.track("Still Sent", user_id="user-1")
-    _flush()
-    assert len(_requests(tracked, "engage")) == 1
+    assert tracking_core.flush_tracking(10)
+    assert len(requests_to("engage")) == 1
     assert [e["event"] for e in fake.events] == ["Still Sent"]
     stats = _idle_stats()
     assert stats.delivered == 1 and stats.dropped == {"rejected": 1}
 
 
 def test_requests_are_capped_at_2000_events(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
+    enable_at_fake: Enable, fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
-    mp_env(
-        MIXPANEL_TOKEN=fake.token,
-        MIXPANEL_HOST=receiver.url,
-        TRACKING_BATCH_SIZE="5000",
-        TRACKING_FLUSH_INTERVAL="30",
-    )
+    enable_at_fake(TRACKING_BATCH_SIZE="5000", TRACKING_FLUSH_INTERVAL="30")
     for n in range(4100):
         tracking_core.track("Bulk", {"n": n}, user_id="user-1")
     for n in range(2100):
         tracking_core.identify(f"user-{n}", {"n": n})
-    _flush()
-    track_sizes = [len(r.json()) for r in _requests(receiver, "track")]
-    engage_sizes = [len(r.json()) for r in _requests(receiver, "engage")]
+    assert tracking_core.flush_tracking(10)
+    track_sizes = [len(r.json()) for r in requests_to("track")]
+    engage_sizes = [len(r.json()) for r in requests_to("engage")]
     assert max(track_sizes) == 2000 and sum(track_sizes) == 4100
     assert max(engage_sizes) <= 2000 and sum(engage_sizes) == 2100
-    assert all(r.headers.get("content-encoding") == "gzip" for r in _requests(receiver, "track"))
+    assert all(r.headers.get("content-encoding") == "gzip" for r in requests_to("track"))
     assert fake.refusals == []
     assert len(fake.events) == 4100 and len(fake.identifies) == 2100
     assert _idle_stats().delivered == 6200
 
 
-def test_times_mixpanel_refuses_are_dropped_before_sending(
-    tracked: LoopbackReceiver, fake: MixpanelFake
-) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_times_mixpanel_refuses_are_dropped_before_sending(fake: MixpanelFake) -> None:
     now = dt.datetime.now(UTC)
     tracking_core.track("Too Old For Track", timestamp=now - dt.timedelta(days=6))
     tracking_core.track("Future", timestamp=now + dt.timedelta(hours=2))
     tracking_core.track("Ancient", timestamp=dt.datetime(1970, 6, 1, tzinfo=UTC))
     tracking_core.track("Recent", timestamp=now - dt.timedelta(days=4))
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert fake.refusals == []
     assert [e["event"] for e in fake.events] == ["Recent"]
     stats = _idle_stats()
     assert stats.delivered == 1 and stats.dropped == {"rejected": 3}
 
 
-def _enable_import(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake, **extra: str
-) -> None:
-    assert fake.service_account is not None
-    user, secret, project = fake.service_account
-    variables = {
-        "MIXPANEL_TOKEN": fake.token,
-        "MIXPANEL_HOST": receiver.url,
-        "MIXPANEL_SERVICE_ACCOUNT_USERNAME": user,
-        "MIXPANEL_SERVICE_ACCOUNT_SECRET": secret,
-        "MIXPANEL_PROJECT_ID": project,
-    }
-    variables.update(extra)
-    mp_env(**variables)
-
-
 def test_import_partial_rejection_keeps_the_rest_without_resending(
-    mp_env: Enable,
-    receiver: LoopbackReceiver,
+    enable_import: Enable,
     fake: MixpanelFake,
+    requests_to: RequestsTo,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tracking_core")
-    _enable_import(mp_env, receiver, fake)
+    enable_import()
     fake.reject_events = lambda e: "'bad' is refused" if e["properties"].get("bad") else None
     tracking_core.track("A", user_id="user-1")
     tracking_core.track("B", {"bad": True}, user_id="user-1")
     tracking_core.track("C", user_id="user-1")
     tracking_core.track("D", {"bad": True}, user_id="user-1")
-    _flush()
-    imports = _requests(receiver, "import")
+    assert tracking_core.flush_tracking(10)
+    imports = requests_to("import")
     assert len(imports) == 1  # the valid records were imported: nothing is sent again
     assert [e["event"] for e in fake.events] == ["A", "C"]
     stats = _idle_stats()
@@ -247,43 +223,43 @@ def test_import_partial_rejection_keeps_the_rest_without_resending(
 
 
 def test_import_with_wrong_credentials_is_rejected(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
+    enable_import: Enable, fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
-    _enable_import(mp_env, receiver, fake, MIXPANEL_SERVICE_ACCOUNT_SECRET="wrong-secret")
+    enable_import(MIXPANEL_SERVICE_ACCOUNT_SECRET="wrong-secret")
     tracking_core.track("A", user_id="user-1")
-    _flush()
-    assert len(_requests(receiver, "import")) == 1
+    assert tracking_core.flush_tracking(10)
+    assert len(requests_to("import")) == 1
     assert fake.events == []
     assert _idle_stats().dropped == {"rejected": 1}
 
 
 def test_import_retries_a_503_then_delivers(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
+    enable_import: Enable, fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
-    _enable_import(mp_env, receiver, fake)
+    enable_import()
     fake.fail_next(Reply(503, {"code": 503, "error": "try again"}), route="import")
     tracking_core.track("A", user_id="user-1")
-    _flush()
-    first, second = _requests(receiver, "import")
+    assert tracking_core.flush_tracking(10)
+    first, second = requests_to("import")
     assert first.json() == second.json()
     assert [e["event"] for e in fake.events] == ["A"]
     assert _idle_stats().retried == 1
 
 
 def test_no_secret_in_any_log_line_with_debug(
+    enable_import: Enable,
     mp_env: Enable,
-    receiver: LoopbackReceiver,
     fake: MixpanelFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    _enable_import(mp_env, receiver, fake, TRACKING_DEBUG="1")
+    enable_import(TRACKING_DEBUG="1")
     fake.reject_events = lambda e: f"echo {e['properties'].get('token')}"
     fake.fail_next(Reply(503, {"error": f"down, token {fake.token}"}), route="engage")
     fake.fail_next(Reply(200, {"status": 0, "error": f"bad token {fake.token}"}), route="engage")
     tracking_core.track("A", user_id="user-1")
     tracking_core.identify("user-1", {"plan": "pro"})
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert fake.service_account is not None
     user, secret, _project = fake.service_account
     basic = base64.b64encode(f"{user}:{secret}".encode()).decode()

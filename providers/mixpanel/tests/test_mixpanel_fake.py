@@ -7,7 +7,6 @@ import gzip
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,10 +22,15 @@ SA = ("sa.user", "sa-secret", "42")
 
 
 @pytest.fixture
-def mp() -> Iterator[tuple[MixpanelFake, str]]:
-    fake = MixpanelFake(TOKEN, api_secret="proj-secret", service_account=SA, clock=lambda: NOW)
-    with LoopbackReceiver(fake) as receiver:
-        yield fake, receiver.url
+def fake() -> MixpanelFake:
+    """Overrides the conftest's: its own credentials and a clock frozen at `NOW`."""
+    return MixpanelFake(TOKEN, api_secret="proj-secret", service_account=SA, clock=lambda: NOW)
+
+
+@pytest.fixture
+def url(receiver: LoopbackReceiver) -> str:
+    """The base URL of the conftest's `receiver`, which serves this module's `fake`."""
+    return receiver.url
 
 
 def event(**props: Any) -> dict[str, Any]:
@@ -46,9 +50,14 @@ def post(
     *,
     headers: dict[str, str] | None = None,
     raw: bytes | None = None,
+    gzipped: bool = False,
 ) -> httpx.Response:
+    """POST `body` as JSON (or the `raw` bytes); `gzipped` compresses it and says so."""
     data = raw if raw is not None else json.dumps(body).encode()
     sent = {"Content-Type": "application/json", **(headers or {})}
+    if gzipped:
+        data = gzip.compress(data)
+        sent["Content-Encoding"] = "gzip"
     return httpx.post(url, content=data, headers=sent, timeout=10)
 
 
@@ -56,22 +65,19 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_track_accepts_a_valid_batch_and_empty_distinct_id(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_track_accepts_a_valid_batch_and_empty_distinct_id(fake: MixpanelFake, url: str) -> None:
     answer = post(f"{url}/track?verbose=1", [event(), event(distinct_id="")])
     assert answer.status_code == 200
     assert answer.json() == {"status": 1, "error": None}
     assert len(fake.events) == 2
 
 
-def test_track_without_verbose_answers_text(mp: tuple[MixpanelFake, str]) -> None:
-    _fake, url = mp
+def test_track_without_verbose_answers_text(url: str) -> None:
     assert post(f"{url}/track", [event()]).text == "1"
     assert post(f"{url}/track", [event(distinct_id="anonymous")]).text == "0"
 
 
-def test_track_accepts_the_form_data_field(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_track_accepts_the_form_data_field(fake: MixpanelFake, url: str) -> None:
     answer = httpx.post(
         f"{url}/track", data={"data": json.dumps(event()), "verbose": "1"}, timeout=10
     )
@@ -108,8 +114,7 @@ def test_track_accepts_the_form_data_field(mp: tuple[MixpanelFake, str]) -> None
         {"token": ...},
     ],
 )
-def test_track_refuses(mp: tuple[MixpanelFake, str], bad: dict[str, Any]) -> None:
-    fake, url = mp
+def test_track_refuses(fake: MixpanelFake, url: str, bad: dict[str, Any]) -> None:
     answer = post(f"{url}/track?verbose=1", [event(), event(**bad)])
     assert answer.status_code == 200
     body = answer.json()
@@ -117,37 +122,31 @@ def test_track_refuses(mp: tuple[MixpanelFake, str], bad: dict[str, Any]) -> Non
     assert fake.events == []  # the whole request is refused
 
 
-def test_track_refuses_a_missing_event_name(mp: tuple[MixpanelFake, str]) -> None:
-    _fake, url = mp
+def test_track_refuses_a_missing_event_name(url: str) -> None:
     record = event()
     record["event"] = ""
     assert post(f"{url}/track?verbose=1", [record]).json()["status"] == 0
 
 
-def test_track_refuses_nan_tokens(mp: tuple[MixpanelFake, str]) -> None:
-    _fake, url = mp
+def test_track_refuses_nan_tokens(url: str) -> None:
     raw = json.dumps([event(x=float("nan"))]).encode()
     answer = post(f"{url}/track?verbose=1", None, raw=raw)
     assert answer.status_code == 400 and "NaN" in answer.json()["error"]
 
 
-def test_track_limits(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_track_limits(fake: MixpanelFake, url: str) -> None:
     too_many = post(f"{url}/track?verbose=1", [event() for _ in range(2001)])
     assert too_many.json()["status"] == 0 and "2001" in too_many.json()["error"]
     exactly = post(f"{url}/track?verbose=1", [event() for _ in range(2000)])
     assert exactly.json()["status"] == 1
     big = [event(blob="x" * 900_000) for _ in range(12)]  # about 10.8 MB, gzipped to little
-    raw = gzip.compress(json.dumps(big).encode())
-    too_big = post(f"{url}/track?verbose=1", None, raw=raw, headers={"Content-Encoding": "gzip"})
+    too_big = post(f"{url}/track?verbose=1", big, gzipped=True)
     assert too_big.status_code == 413
     assert len(fake.events) == 2000
 
 
-def test_track_accepts_gzip(mp: tuple[MixpanelFake, str]) -> None:
-    _fake, url = mp
-    raw = gzip.compress(json.dumps([event()]).encode())
-    answer = post(f"{url}/track?verbose=1", None, raw=raw, headers={"Content-Encoding": "gzip"})
+def test_track_accepts_gzip(url: str) -> None:
+    answer = post(f"{url}/track?verbose=1", [event()], gzipped=True)
     assert answer.json()["status"] == 1
     broken = post(
         f"{url}/track?verbose=1", None, raw=b"not gzip", headers={"Content-Encoding": "gzip"}
@@ -161,11 +160,9 @@ def update(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not ...}
 
 
-def test_engage_accepts_set_and_refuses_gzip(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_engage_accepts_set_and_refuses_gzip(fake: MixpanelFake, url: str) -> None:
     assert post(f"{url}/engage?verbose=1", [update()]).json() == {"status": 1, "error": None}
-    raw = gzip.compress(json.dumps([update()]).encode())
-    zipped = post(f"{url}/engage?verbose=1", None, raw=raw, headers={"Content-Encoding": "gzip"})
+    zipped = post(f"{url}/engage?verbose=1", [update()], gzipped=True)
     assert zipped.json()["status"] == 0 and "gzip" in zipped.json()["error"]
     assert len(fake.identifies) == 1
 
@@ -183,14 +180,12 @@ def test_engage_accepts_set_and_refuses_gzip(mp: tuple[MixpanelFake, str]) -> No
         {"$bogus": 1},
     ],
 )
-def test_engage_refuses(mp: tuple[MixpanelFake, str], bad: dict[str, Any]) -> None:
-    fake, url = mp
+def test_engage_refuses(fake: MixpanelFake, url: str, bad: dict[str, Any]) -> None:
     assert post(f"{url}/engage?verbose=1", [update(**bad)]).json()["status"] == 0
     assert fake.identifies == []
 
 
-def test_import_needs_valid_basic_auth(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_import_needs_valid_basic_auth(fake: MixpanelFake, url: str) -> None:
     records = [event(token=...)]
     assert post(f"{url}/import?strict=1", records).status_code == 401
     assert post(f"{url}/import?strict=1", records, headers=basic("wrong", "")).status_code == 401
@@ -211,9 +206,9 @@ def test_import_needs_valid_basic_auth(mp: tuple[MixpanelFake, str]) -> None:
 
 
 def test_import_strict_lists_failed_records_and_keeps_the_rest(
-    mp: tuple[MixpanelFake, str],
+    fake: MixpanelFake,
+    url: str,
 ) -> None:
-    fake, url = mp
     old = NOW_MS - 30 * 86_400_000  # fine on /import
     records = [event(time=old), event(time=NOW_MS // 1000), event(), event(distinct_id="null")]
     answer = post(f"{url}/import?strict=1", records, headers=basic("proj-secret", ""))
@@ -228,8 +223,7 @@ def test_import_strict_lists_failed_records_and_keeps_the_rest(
     assert lenient.status_code == 200 and lenient.json()["num_records_imported"] == 2
 
 
-def test_import_accepts_ndjson_and_refuses_too_many(mp: tuple[MixpanelFake, str]) -> None:
-    _fake, url = mp
+def test_import_accepts_ndjson_and_refuses_too_many(url: str) -> None:
     lines = "\n".join(json.dumps(event()) for _ in range(3)).encode()
     answer = post(
         f"{url}/import?strict=1",
@@ -244,8 +238,7 @@ def test_import_accepts_ndjson_and_refuses_too_many(mp: tuple[MixpanelFake, str]
     assert many.status_code == 400
 
 
-def test_scripted_failures_and_thread_safe_records(mp: tuple[MixpanelFake, str]) -> None:
-    fake, url = mp
+def test_scripted_failures_and_thread_safe_records(fake: MixpanelFake, url: str) -> None:
     fake.fail_next(Reply(503, {"error": "down"}), times=2, route="track")
     assert post(f"{url}/engage?verbose=1", [update()]).status_code == 200  # other route
     assert post(f"{url}/track?verbose=1", [event()]).status_code == 503

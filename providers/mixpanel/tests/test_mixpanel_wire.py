@@ -7,8 +7,10 @@ import decimal
 import math
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from tracking_mixpanel.fake import MixpanelFake
 
 import tracking_core
@@ -17,23 +19,17 @@ from tracking_core.receivers import LoopbackReceiver, ReceivedRequest
 from tracking_core.testing import RecordingProvider
 
 Enable = Callable[..., None]
+RequestsTo = Callable[[str], list[ReceivedRequest]]
 UTC = dt.timezone.utc
-
-
-def _flush() -> None:
-    assert tracking_core.flush_tracking(10)
-
-
-def _requests(receiver: LoopbackReceiver, route: str) -> list[ReceivedRequest]:
-    return [r for r in receiver.requests if r.path.rstrip("/").endswith("/" + route)]
 
 
 def _by_name(fake: MixpanelFake) -> dict[str, dict[str, Any]]:
     return {e["event"]: e["properties"] for e in fake.events}
 
 
+@pytest.mark.usefixtures("tracked")
 def test_events_are_batched_with_ids_time_and_user_agent(
-    tracked: LoopbackReceiver, fake: MixpanelFake
+    fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
     recorder = RecordingProvider()
     tracking_core.register_tracking_provider(recorder)
@@ -49,9 +45,9 @@ def test_events_are_batched_with_ids_time_and_user_agent(
         tracking_core.track("Project Created", {"project_id": "p_42"}, user_id="user-12345")
         tracking_core.track("Page Viewed", {"path": "/"}, anonymous_id="anon-9f8e")
         tracking_core.track("Cron Ran", {"job": "cleanup"})
-    _flush()
+    assert tracking_core.flush_tracking(10)
 
-    track_requests = _requests(tracked, "track")
+    track_requests = requests_to("track")
     assert len(track_requests) == 1  # one request carries the whole batch
     request = track_requests[0]
     assert request.method == "POST"
@@ -99,11 +95,12 @@ def test_events_are_batched_with_ids_time_and_user_agent(
     assert "$user_id" not in cron and "$device_id" not in cron
 
 
-def test_placeholder_ids_are_left_out(tracked: LoopbackReceiver, fake: MixpanelFake) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_placeholder_ids_are_left_out(fake: MixpanelFake) -> None:
     tracking_core.track("A", user_id="anonymous", anonymous_id="null")
     tracking_core.track("B", user_id="  ", anonymous_id="Undefined")
     tracking_core.track("C", user_id="NULL", anonymous_id="device-1")
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert fake.refusals == []
     props = _by_name(fake)
     for name in ("A", "B"):
@@ -113,9 +110,8 @@ def test_placeholder_ids_are_left_out(tracked: LoopbackReceiver, fake: MixpanelF
     assert tracking_core.tracking_stats()["mixpanel"].delivered == 3
 
 
-def test_reserved_properties_cannot_be_overridden(
-    tracked: LoopbackReceiver, fake: MixpanelFake
-) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_reserved_properties_cannot_be_overridden(fake: MixpanelFake) -> None:
     tracking_core.track(
         "Sneaky",
         {
@@ -130,7 +126,7 @@ def test_reserved_properties_cannot_be_overridden(
         user_id="user-1",
     )
     tracking_core.track("Plain")
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert fake.refusals == []
     props = _by_name(fake)
     sneaky = props["Sneaky"]
@@ -144,8 +140,9 @@ def test_reserved_properties_cannot_be_overridden(
     assert props["Plain"]["mp_lib"] == "tracking-core"
 
 
+@pytest.mark.usefixtures("tracked")
 def test_values_json_cannot_carry_arrive_as_strict_json(
-    tracked: LoopbackReceiver, fake: MixpanelFake
+    fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
     when = dt.datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
     weird: dict[str, Any] = {
@@ -162,8 +159,8 @@ def test_values_json_cannot_carry_arrive_as_strict_json(
         "nested": {"at": when, 3: "three"},
     }
     tracking_core.track("Weird", weird, user_id="user-1")
-    _flush()
-    request = _requests(tracked, "track")[0]
+    assert tracking_core.flush_tracking(10)
+    request = requests_to("track")[0]
     body = request.json()  # refuses NaN/Infinity tokens
     props = body[0]["properties"]
     expected = json_safe(weird)
@@ -175,9 +172,8 @@ def test_values_json_cannot_carry_arrive_as_strict_json(
     assert fake.events[0]["event"] == "Weird"
 
 
-def test_identify_goes_to_engage_without_gzip(
-    tracked: LoopbackReceiver, fake: MixpanelFake
-) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_identify_goes_to_engage_without_gzip(fake: MixpanelFake, requests_to: RequestsTo) -> None:
     big_bio = "x" * 5000  # large enough that /track would be gzipped
     tracking_core.track("Signed Up", {"bio": big_bio}, user_id="user-12345")
     tracking_core.identify(
@@ -191,9 +187,9 @@ def test_identify_goes_to_engage_without_gzip(
         },
     )
     tracking_core.identify("user-2")
-    _flush()
-    engage = _requests(tracked, "engage")
-    track = _requests(tracked, "track")
+    assert tracking_core.flush_tracking(10)
+    engage = requests_to("engage")
+    track = requests_to("track")
     assert len(engage) == 1 and len(track) == 1  # never mixed in one request
     assert "content-encoding" not in engage[0].headers
     assert engage[0].raw_body == engage[0].body
@@ -220,60 +216,54 @@ def test_identify_goes_to_engage_without_gzip(
     assert stats.delivered == 3 and stats.batches == 2
 
 
-def test_identify_with_a_placeholder_id_is_dropped(
-    tracked: LoopbackReceiver, fake: MixpanelFake
-) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_identify_with_a_placeholder_id_is_dropped(fake: MixpanelFake) -> None:
     tracking_core.identify("anonymous", {"plan": "pro"})
     tracking_core.identify("user-1", {"plan": "pro"})
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert [u["$distinct_id"] for u in fake.identifies] == ["user-1"]
     stats = tracking_core.tracking_stats()["mixpanel"]
     assert stats.delivered == 1
     assert stats.dropped.get("rejected") == 1
 
 
-def test_small_event_batches_are_not_gzipped(tracked: LoopbackReceiver, fake: MixpanelFake) -> None:
+@pytest.mark.usefixtures("tracked")
+def test_small_event_batches_are_not_gzipped(fake: MixpanelFake, requests_to: RequestsTo) -> None:
     tracking_core.track("Tiny", user_id="u-1")
-    _flush()
-    request = _requests(tracked, "track")[0]
+    assert tracking_core.flush_tracking(10)
+    request = requests_to("track")[0]
     assert "content-encoding" not in request.headers
     assert len(fake.events) == 1
 
 
 def test_host_with_a_path_prefix(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
+    enable_at_fake: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
 ) -> None:
-    mp_env(MIXPANEL_TOKEN=fake.token, MIXPANEL_HOST=f"{receiver.url}/proxy/")
+    enable_at_fake(MIXPANEL_HOST=f"{receiver.url}/proxy/")
     tracking_core.track("Through Proxy", user_id="user-1")
     tracking_core.identify("user-1", {"plan": "pro"})
-    _flush()
+    assert tracking_core.flush_tracking(10)
     assert sorted(r.path for r in receiver.requests) == ["/proxy/engage", "/proxy/track"]
     assert len(fake.events) == 1 and len(fake.identifies) == 1
 
 
 def test_import_mode_with_a_service_account(
-    mp_env: Enable, receiver: LoopbackReceiver, fake: MixpanelFake
+    enable_import: Enable, fake: MixpanelFake, requests_to: RequestsTo
 ) -> None:
     assert fake.service_account is not None
-    user, secret, project = fake.service_account
-    mp_env(
-        MIXPANEL_TOKEN=fake.token,
-        MIXPANEL_HOST=receiver.url,
-        MIXPANEL_SERVICE_ACCOUNT_USERNAME=user,
-        MIXPANEL_SERVICE_ACCOUNT_SECRET=secret,
-        MIXPANEL_PROJECT_ID=project,
-    )
+    project = fake.service_account[2]
+    enable_import()
     old = dt.datetime.now(UTC) - dt.timedelta(days=30)  # /import has no 5-day window
     tracking_core.track("Old Event", user_id="user-1", timestamp=old)
     tracking_core.track("New Event")
     tracking_core.identify("user-1", {"plan": "pro"})
-    _flush()
-    imports = _requests(receiver, "import")
+    assert tracking_core.flush_tracking(10)
+    imports = requests_to("import")
     assert len(imports) == 1
     assert imports[0].query == {"strict": "1", "project_id": project}
     assert imports[0].headers["authorization"].startswith("Basic ")
-    assert _requests(receiver, "track") == []
-    engage = _requests(receiver, "engage")
+    assert requests_to("track") == []
+    engage = requests_to("engage")
     assert len(engage) == 1 and "authorization" not in engage[0].headers
     assert fake.refusals == []
     props = _by_name(fake)
@@ -284,18 +274,14 @@ def test_import_mode_with_a_service_account(
 
 
 def test_import_mode_with_the_project_secret(
-    mp_env: Enable, receiver: LoopbackReceiver, tmp_path: Any, fake: MixpanelFake
+    enable_at_fake: Enable, requests_to: RequestsTo, tmp_path: Path, fake: MixpanelFake
 ) -> None:
     assert fake.api_secret is not None
     secret_file = tmp_path / "mp-secret"
     secret_file.write_text(fake.api_secret, encoding="utf-8")
-    mp_env(
-        MIXPANEL_TOKEN=fake.token,
-        MIXPANEL_HOST=receiver.url,
-        MIXPANEL_API_SECRET_FILE=str(secret_file),
-    )
+    enable_at_fake(MIXPANEL_API_SECRET_FILE=str(secret_file))
     tracking_core.track("Imported", user_id="user-1")
-    _flush()
-    imports = _requests(receiver, "import")
+    assert tracking_core.flush_tracking(10)
+    imports = requests_to("import")
     assert len(imports) == 1 and imports[0].query == {"strict": "1"}
     assert [e["event"] for e in fake.events] == ["Imported"]

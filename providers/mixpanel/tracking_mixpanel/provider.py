@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify
+from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core import __version__ as core_version
 from tracking_core.http import (
     HttpProvider,
@@ -276,7 +276,7 @@ class MixpanelProvider(HttpProvider):
         # Server events would otherwise be geolocated at the server's address; a caller's own
         # "ip" property (the end user's address) wins.
         properties["ip"] = "0"
-        for key, value in event.properties.items():
+        for key, value in json_safe(event.properties).items():
             if key not in RESERVED_PROPERTIES:
                 properties[key] = value
         properties["token"] = self._settings.token
@@ -322,7 +322,7 @@ class MixpanelProvider(HttpProvider):
             "$token": self._settings.token,
             "$distinct_id": identify.user_id,
             "$ip": "0",
-            "$set": dict(identify.traits),
+            "$set": json_safe(identify.traits),
         }
         return WireItem(update, ROUTE_ENGAGE)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,42 +13,8 @@ from tracking_posthog.fake import PostHogFake
 import tracking_core
 from tracking_core import ProviderStats
 from tracking_core.receivers import LoopbackReceiver, Reply
-from tracking_core.testing import reset_tracking
 
-KEY = "phc_D3l1veryS3cr3tKey0123456789abcd"
-
-
-@pytest.fixture
-def fake() -> PostHogFake:
-    return PostHogFake(api_key=KEY)
-
-
-@pytest.fixture
-def server(fake: PostHogFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def enable(
-    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
-) -> Callable[..., None]:
-    """Enable PostHog against the fake (only `flush_tracking` or a full batch sends)."""
-
-    def apply(**variables: str) -> None:
-        monkeypatch.delenv("POSTHOG_API_KEY_FILE", raising=False)
-        monkeypatch.setenv("POSTHOG_API_KEY", KEY)
-        monkeypatch.setenv("POSTHOG_HOST", server.url)
-        monkeypatch.setenv("TRACKING_PROVIDERS", "posthog")
-        monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "30")
-        monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
-        monkeypatch.setenv("TRACKING_RETRY_BACKOFF_MAX", "0.05")
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
-        assert tracking_core.list_tracking_providers() == ["posthog"]
-
-    return apply
+Enable = Callable[..., None]
 
 
 def _track(count: int, **properties: Any) -> None:
@@ -61,12 +27,22 @@ def _flush(timeout: float = 10) -> ProviderStats:
     return tracking_core.tracking_stats()["posthog"]
 
 
+def _send(
+    fake: PostHogFake, *replies: Reply, events: int = 2, timeout: float = 10, **properties: Any
+) -> ProviderStats:
+    """Script `replies` as the fake's next answers, track `events` events, flush: the stats."""
+    for reply in replies:
+        fake.fail_next(reply)
+    _track(events, **properties)
+    return _flush(timeout)
+
+
 def _batches(server: LoopbackReceiver) -> list[list[dict[str, Any]]]:
     return [request.json()["batch"] for request in server.requests]
 
 
 def test_retry_after_503_resends_the_same_ids_and_timestamps(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
     fake.fail_next(PostHogFake.error(503), times=2)
@@ -83,7 +59,7 @@ def test_retry_after_503_resends_the_same_ids_and_timestamps(
 
 
 def test_anonymous_distinct_id_is_kept_across_retries(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
     fake.fail_next(PostHogFake.error(502, "Bad Gateway"))
@@ -95,123 +71,107 @@ def test_anonymous_distinct_id_is_kept_across_retries(
 
 
 def test_429_waits_for_retry_after(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    fake.fail_next(PostHogFake.error(429, "rate limited", retry_after="1"))
-    _track(2)
-    stats = _flush()
+    stats = _send(fake, PostHogFake.error(429, "rate limited", retry_after="1"))
     first, second = server.requests
     assert second.received_at - first.received_at >= 0.9
     assert first.json()["batch"] == second.json()["batch"]
     assert (stats.delivered, stats.retried) == (2, 2)
 
 
-def test_retries_are_bounded(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
-) -> None:
+def test_retries_are_bounded(enable: Enable, server: LoopbackReceiver, fake: PostHogFake) -> None:
     enable(TRACKING_MAX_ATTEMPTS="3")
-    fake.fail_next(PostHogFake.error(503), times=10)
-    _track(2)
-    stats = _flush()
+    stats = _send(fake, *[PostHogFake.error(503)] * 10)
     assert len(server.requests) == 3
     assert fake.events == []
     assert stats.delivered == 0
     assert dict(stats.dropped) == {"retries_exhausted": 2}
 
 
-def test_connection_reset_is_retried(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+@pytest.mark.parametrize(
+    ("replies", "retried"),
+    [
+        pytest.param([Reply(action="reset")], 2, id="connection-reset"),
+        pytest.param([Reply(204, b""), Reply(202, {"status": 1})], 4, id="only-200-is-success"),
+    ],
+)
+def test_failed_attempts_are_retried_until_a_200(
+    enable: Enable,
+    server: LoopbackReceiver,
+    fake: PostHogFake,
+    replies: list[Reply],
+    retried: int,
 ) -> None:
     enable()
-    fake.fail_next(Reply(action="reset"))
-    _track(2)
-    stats = _flush()
+    stats = _send(fake, *replies)
+    assert len(server.requests) == len(replies) + 1
     assert len(fake.events) == 2
-    assert stats.delivered == 2 and stats.retried == 2
-
-
-def test_only_200_is_success(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
-) -> None:
-    enable()
-    fake.fail_next(Reply(204, b""))
-    fake.fail_next(Reply(202, {"status": 1}))
-    _track(2)
-    stats = _flush()
-    assert len(server.requests) == 3
-    assert len(fake.events) == 2
-    assert (stats.delivered, stats.retried, dict(stats.dropped)) == (2, 4, {})
+    assert (stats.delivered, stats.retried, dict(stats.dropped)) == (2, retried, {})
 
 
 @pytest.mark.parametrize(
     "body",
     [{"status": 1}, {"status": "Ok"}, {"status": 1, "quota_limited": ["recordings"]}, "", "OK"],
 )
-def test_a_200_is_success_whatever_its_body(
-    enable: Callable[..., None], fake: PostHogFake, body: Any
-) -> None:
+def test_a_200_is_success_whatever_its_body(enable: Enable, fake: PostHogFake, body: Any) -> None:
     fake.success_body = body
     enable()
-    _track(2)
-    stats = _flush()
+    stats = _send(fake)
     assert (stats.delivered, stats.retried, stats.batches) == (2, 0, 1)
 
 
 def test_400_is_dropped_not_retried_and_logged_without_the_key(
-    enable: Callable[..., None],
+    enable: Enable,
     server: LoopbackReceiver,
     fake: PostHogFake,
+    api_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     enable()
-    fake.fail_next(Reply(400, f"failed to parse request: bad token {KEY} in batch"))
-    _track(3)
-    stats = _flush()
+    stats = _send(
+        fake, Reply(400, f"failed to parse request: bad token {api_key} in batch"), events=3
+    )
     assert len(server.requests) == 1
     assert dict(stats.dropped) == {"rejected": 3}
     assert stats.delivered == 0 and stats.retried == 0
     lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
     assert lines and "failed to parse request" in lines[0]
-    assert all(KEY not in r.getMessage() for r in caplog.records)
+    assert all(api_key not in r.getMessage() for r in caplog.records)
 
 
 def test_401_from_a_wrong_key_is_not_retried(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     fake.api_key = "phc_theProjectsRealKey"
     enable()
-    _track(2)
-    stats = _flush()
+    stats = _send(fake)
     assert len(server.requests) == 1
     assert [r.status for r in fake.rejections] == [401]
     assert dict(stats.dropped) == {"rejected": 2}
 
 
 def test_redirects_are_not_followed(
-    enable: Callable[..., None],
+    enable: Enable,
     server: LoopbackReceiver,
     fake: PostHogFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     enable()
-    fake.fail_next(Reply(308, "", headers={"Location": f"{server.url}/elsewhere/batch/"}))
-    _track(2)
-    stats = _flush()
+    stats = _send(fake, Reply(308, "", headers={"Location": f"{server.url}/elsewhere/batch/"}))
     assert [r.path for r in server.requests] == ["/batch/"]
     assert dict(stats.dropped) == {"rejected": 2}
     assert any("/elsewhere/batch/" in r.getMessage() for r in caplog.records)
 
 
 def test_413_splits_the_batch_and_resends_the_halves(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    fake.fail_next(PostHogFake.error(413))
-    _track(4)
-    stats = _flush()
+    stats = _send(fake, PostHogFake.error(413), events=4)
     whole, *halves = _batches(server)
     assert [len(b) for b in halves] == [2, 2]
     assert halves[0] + halves[1] == whole
@@ -220,23 +180,20 @@ def test_413_splits_the_batch_and_resends_the_halves(
 
 
 def test_413_on_a_single_event_drops_it(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    fake.fail_next(PostHogFake.error(413))
-    _track(1)
-    stats = _flush()
+    stats = _send(fake, PostHogFake.error(413), events=1)
     assert len(server.requests) == 1
     assert dict(stats.dropped) == {"too_large": 1}
 
 
 def test_413_from_the_real_size_limit_splits_until_it_fits(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     fake.max_body_bytes = 5000
     enable()
-    _track(8, text="x" * 1200)
-    stats = _flush()
+    stats = _send(fake, events=8, text="x" * 1200)
     assert [r.status for r in fake.rejections] == [413] * len(fake.rejections)
     assert len(fake.rejections) >= 2
     assert sorted(e["properties"]["n"] for e in fake.events) == list(range(8))
@@ -246,12 +203,11 @@ def test_413_from_the_real_size_limit_splits_until_it_fits(
 
 
 def test_at_most_1000_events_per_request_whatever_the_batch_size(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     fake.max_events = 1000
     enable(TRACKING_BATCH_SIZE="5000")
-    _track(2500)
-    stats = _flush(30)
+    stats = _send(fake, events=2500, timeout=30)
     assert fake.rejections == []
     assert [len(b) for b in _batches(server)] == [1000, 1000, 500]
     assert len(set(fake.uuids())) == 2500
@@ -259,18 +215,15 @@ def test_at_most_1000_events_per_request_whatever_the_batch_size(
 
 
 def test_batch_size_setting_is_honoured(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable(TRACKING_BATCH_SIZE="4")
-    _track(10)
-    stats = _flush()
+    stats = _send(fake, events=10)
     assert sorted(len(b) for b in _batches(server)) == [2, 4, 4]
     assert stats.delivered == 10
 
 
-def test_an_event_over_1_mb_is_dropped_the_rest_is_sent(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
-) -> None:
+def test_an_event_over_1_mb_is_dropped_the_rest_is_sent(enable: Enable, fake: PostHogFake) -> None:
     enable()
     tracking_core.track("Huge", {"blob": "x" * 1_000_100}, user_id="user-1")
     tracking_core.track("Fine", {"blob": "x" * 900_000}, user_id="user-1")
@@ -282,11 +235,10 @@ def test_an_event_over_1_mb_is_dropped_the_rest_is_sent(
 
 
 def test_requests_stay_under_20_mb(
-    enable: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    _track(30, blob="y" * 800_000)
-    stats = _flush(30)
+    stats = _send(fake, events=30, timeout=30, blob="y" * 800_000)
     assert fake.rejections == []
     assert len(server.requests) == 2
     assert all(len(r.body) < 20_000_000 for r in server.requests)
@@ -295,20 +247,18 @@ def test_requests_stay_under_20_mb(
 
 
 def test_no_secret_in_any_log_line_with_debug_on(
-    enable: Callable[..., None],
-    server: LoopbackReceiver,
+    enable: Enable,
     fake: PostHogFake,
+    api_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     enable(TRACKING_DEBUG="1", TRACKING_MAX_ATTEMPTS="2")
-    fake.fail_next(Reply(503, f"upstream said: key={KEY}"))
+    _send(fake, Reply(503, f"upstream said: key={api_key}"))
+    fake.fail_next(Reply(400, json.dumps({"error": "bad", "api_key": api_key})), times=2)
     _track(2)
-    _flush()
-    fake.fail_next(Reply(400, json.dumps({"error": "bad", "api_key": KEY})), times=2)
-    _track(2)
-    fake.fail_next(Reply(401, f"API key is not valid: {KEY}"))
-    tracking_core.identify("user-1", {"token": KEY[:5]})
+    fake.fail_next(Reply(401, f"API key is not valid: {api_key}"))
+    tracking_core.identify("user-1", {"token": api_key[:5]})
     _flush()
     messages = [r.getMessage() for r in caplog.records]
     sent = [m for m in messages if "posthog sent" in m]
@@ -316,5 +266,5 @@ def test_no_secret_in_any_log_line_with_debug_on(
     assert any(" -> 503 " in m for m in sent) and any(" -> 200 " in m for m in sent)
     assert any("***" in m for m in messages)  # echoed keys were masked
     for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in str(record.args)
+        assert api_key not in record.getMessage()
+        assert api_key not in str(record.args)

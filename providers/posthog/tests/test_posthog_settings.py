@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,46 +14,23 @@ from tracking_posthog.provider import DEFAULT_HOST, PostHogProvider, PostHogSett
 import tracking_core
 from tracking_core import SettingsError
 from tracking_core.receivers import LoopbackReceiver
-from tracking_core.testing import reset_tracking
 
-KEY = "phc_S3cr3tPostHogKey0123456789abcdefXYZ"
-
-
-@pytest.fixture
-def fake() -> PostHogFake:
-    return PostHogFake(api_key=KEY)
-
-
-@pytest.fixture
-def server(fake: PostHogFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
-) -> Callable[..., None]:
-    """Set the given variables on top of a quiet, fast base, then re-run discovery."""
-    for name in ("POSTHOG_API_KEY", "POSTHOG_API_KEY_FILE", "POSTHOG_HOST", "TRACKING_DISABLED"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TRACKING_PROVIDERS", "posthog")
-    monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "0.05")
-    monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
-
-    def apply(**variables: str) -> None:
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
-
-    return apply
+Env = Callable[..., None]
 
 
 def _mentions(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
-def test_disabled_without_its_key(env: Callable[..., None], server: LoopbackReceiver) -> None:
+def _disabled_with_one_line(caplog: pytest.LogCaptureFixture, variable: str) -> str:
+    """Assert PostHog stayed off and exactly one log line names `variable`; that line."""
+    assert tracking_core.list_tracking_providers() == []
+    lines = _mentions(caplog, variable)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_disabled_without_its_key(env: Env, server: LoopbackReceiver) -> None:
     env(POSTHOG_HOST=server.url)
     assert tracking_core.list_tracking_providers() == []
     tracking_core.track("Nobody listens", user_id="u-1")
@@ -65,15 +42,15 @@ def test_disabled_without_its_key(env: Callable[..., None], server: LoopbackRece
     assert report.distribution == "tracking-posthog"
 
 
-def test_empty_key_means_disabled(env: Callable[..., None]) -> None:
+def test_empty_key_means_disabled(env: Env) -> None:
     env(POSTHOG_API_KEY="  ")
     assert tracking_core.list_tracking_providers() == []
 
 
 def test_enabled_by_its_key(
-    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake
+    env: Env, server: LoopbackReceiver, fake: PostHogFake, api_key: str
 ) -> None:
-    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=server.url)
+    env(POSTHOG_API_KEY=api_key, POSTHOG_HOST=server.url)
     assert tracking_core.list_tracking_providers() == ["posthog"]
     tracking_core.track("Signed Up", user_id="user-1")
     assert tracking_core.flush_tracking(10)
@@ -82,49 +59,47 @@ def test_enabled_by_its_key(
 
 
 def test_tracking_providers_can_exclude_it(
-    env: Callable[..., None], server: LoopbackReceiver
+    env: Env, server: LoopbackReceiver, api_key: str
 ) -> None:
-    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=server.url, TRACKING_PROVIDERS="webhook")
+    env(POSTHOG_API_KEY=api_key, POSTHOG_HOST=server.url, TRACKING_PROVIDERS="webhook")
     assert tracking_core.list_tracking_providers() == []
 
 
+@pytest.mark.parametrize("variable_too", [False, True], ids=["file-only", "variable-wins"])
 def test_key_from_file(
-    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake, tmp_path: Path
+    env: Env,
+    server: LoopbackReceiver,
+    fake: PostHogFake,
+    api_key: str,
+    tmp_path: Path,
+    variable_too: bool,
 ) -> None:
     secret = tmp_path / "posthog_key"
-    secret.write_text(KEY + "\n", encoding="utf-8")
-    env(POSTHOG_API_KEY_FILE=str(secret), POSTHOG_HOST=server.url)
+    secret.write_text("phc_someOtherKey" if variable_too else api_key + "\n", encoding="utf-8")
+    env(
+        POSTHOG_API_KEY=api_key if variable_too else None,
+        POSTHOG_API_KEY_FILE=str(secret),
+        POSTHOG_HOST=server.url,
+    )
     assert tracking_core.list_tracking_providers() == ["posthog"]
     tracking_core.track("From a file", user_id="user-1")
     assert tracking_core.flush_tracking(10)
     assert len(fake.events) == 1
-    assert fake.batches[0]["api_key"] == KEY  # the fake checks it too (401 otherwise)
+    assert fake.batches[0]["api_key"] == api_key  # the fake checks it too (401 otherwise)
     assert fake.rejections == []
-
-
-def test_key_variable_wins_over_file(
-    env: Callable[..., None], server: LoopbackReceiver, fake: PostHogFake, tmp_path: Path
-) -> None:
-    secret = tmp_path / "other"
-    secret.write_text("phc_someOtherKey", encoding="utf-8")
-    env(POSTHOG_API_KEY=KEY, POSTHOG_API_KEY_FILE=str(secret), POSTHOG_HOST=server.url)
-    tracking_core.track("Which key", user_id="user-1")
-    assert tracking_core.flush_tracking(10)
-    assert fake.batches[0]["api_key"] == KEY
 
 
 @pytest.mark.parametrize(
     "host", ["us.i.posthog.com", "ftp://example.com", "http://", "http://h:x/"]
 )
 def test_malformed_host_disables_it_with_one_line(
-    env: Callable[..., None], caplog: pytest.LogCaptureFixture, host: str
+    env: Env, caplog: pytest.LogCaptureFixture, api_key: str, host: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    env(POSTHOG_API_KEY=KEY, POSTHOG_HOST=host)
-    assert tracking_core.list_tracking_providers() == []
-    assert len(_mentions(caplog, "POSTHOG_HOST")) == 1
-    assert _mentions(caplog, KEY) == []
-    assert _mentions(caplog, KEY[4:12]) == []
+    env(POSTHOG_API_KEY=api_key, POSTHOG_HOST=host)
+    _disabled_with_one_line(caplog, "POSTHOG_HOST")
+    assert _mentions(caplog, api_key) == []
+    assert _mentions(caplog, api_key[4:12]) == []
 
 
 @pytest.mark.parametrize(
@@ -136,26 +111,23 @@ def test_malformed_host_disables_it_with_one_line(
     ],
 )
 def test_key_capture_would_refuse_disables_it(
-    env: Callable[..., None], caplog: pytest.LogCaptureFixture, key: str
+    env: Env, caplog: pytest.LogCaptureFixture, key: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     env(POSTHOG_API_KEY=key)
-    assert tracking_core.list_tracking_providers() == []
-    lines = _mentions(caplog, "POSTHOG_API_KEY")
-    assert len(lines) == 1
-    assert key not in lines[0]
-    assert key[4:16] not in lines[0]
+    line = _disabled_with_one_line(caplog, "POSTHOG_API_KEY")
+    assert key not in line
+    assert key[4:16] not in line
 
 
 def test_bad_key_file_names_the_file_variable(
-    env: Callable[..., None], caplog: pytest.LogCaptureFixture, tmp_path: Path
+    env: Env, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG)
     empty = tmp_path / "empty"
     empty.write_text("\n", encoding="utf-8")
     env(POSTHOG_API_KEY_FILE=str(empty))
-    assert tracking_core.list_tracking_providers() == []
-    assert len(_mentions(caplog, "POSTHOG_API_KEY_FILE")) == 1
+    _disabled_with_one_line(caplog, "POSTHOG_API_KEY_FILE")
 
 
 def test_personal_key_in_file_names_the_file_variable(tmp_path: Path) -> None:
@@ -181,8 +153,8 @@ def test_personal_key_in_file_names_the_file_variable(tmp_path: Path) -> None:
         ("https://eu.posthog.com/proxy", "https://eu.posthog.com/proxy/batch/"),
     ],
 )
-def test_host_resolution(host: str | None, url: str) -> None:
-    environ = {"POSTHOG_API_KEY": KEY}
+def test_host_resolution(api_key: str, host: str | None, url: str) -> None:
+    environ = {"POSTHOG_API_KEY": api_key}
     if host is not None:
         environ["POSTHOG_HOST"] = host
     settings = PostHogSettings.from_environ(environ)
@@ -190,18 +162,18 @@ def test_host_resolution(host: str | None, url: str) -> None:
     assert settings.batch_url == url
 
 
-def test_settings_read_nothing_without_key() -> None:
+def test_settings_read_nothing_without_key(api_key: str) -> None:
     assert PostHogSettings.from_environ({"POSTHOG_HOST": "not a url"}) is None
-    assert PostHogSettings(api_key=KEY).host == DEFAULT_HOST
+    assert PostHogSettings(api_key=api_key).host == DEFAULT_HOST
 
 
-def test_reprs_hide_the_key() -> None:
-    settings = PostHogSettings.from_environ({"POSTHOG_API_KEY": KEY})
+def test_reprs_hide_the_key(api_key: str) -> None:
+    settings = PostHogSettings.from_environ({"POSTHOG_API_KEY": api_key})
     assert settings is not None
     provider = PostHogProvider(settings)
     for text in (repr(settings), str(settings), repr(provider), str(provider)):
-        assert KEY not in text
-    assert list(provider.secrets()) == [KEY]
+        assert api_key not in text
+    assert list(provider.secrets()) == [api_key]
     assert provider.name == "posthog"
 
 
@@ -213,10 +185,10 @@ def test_settings_hook_describes_every_variable() -> None:
     assert settings["POSTHOG_HOST"].default == DEFAULT_HOST
 
 
-def test_register_hook_registers_only_when_configured() -> None:
+def test_register_hook_registers_only_when_configured(api_key: str) -> None:
     registered: list[object] = []
     tracking_posthog.tracking_register_providers(registered.append, {})
     assert registered == []
-    tracking_posthog.tracking_register_providers(registered.append, {"POSTHOG_API_KEY": KEY})
+    tracking_posthog.tracking_register_providers(registered.append, {"POSTHOG_API_KEY": api_key})
     assert len(registered) == 1
     assert isinstance(registered[0], PostHogProvider)

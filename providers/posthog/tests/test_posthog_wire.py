@@ -7,56 +7,17 @@ import decimal
 import enum
 import gzip
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from tracking_posthog.fake import PLACEHOLDER_IDS, PostHogFake
 
 import tracking_core
 from tracking_core.receivers import LoopbackReceiver
-from tracking_core.testing import RecordingProvider, reset_tracking
+from tracking_core.testing import RecordingProvider
 
-KEY = "phc_W1reF0rmatKey0123456789abcdef"
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def fake() -> PostHogFake:
-    return PostHogFake(api_key=KEY)
-
-
-@pytest.fixture
-def server(fake: PostHogFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def enable(
-    monkeypatch: pytest.MonkeyPatch, server: LoopbackReceiver, clean_tracking: None
-) -> Callable[..., RecordingProvider]:
-    """Enable PostHog against the fake; a `RecordingProvider` sees the same events (and ids).
-
-    The flush interval is long so that only `flush_tracking` sends: one request per test.
-    """
-
-    def apply(host: str | None = None, **variables: str) -> RecordingProvider:
-        monkeypatch.delenv("POSTHOG_API_KEY_FILE", raising=False)
-        monkeypatch.setenv("POSTHOG_API_KEY", KEY)
-        monkeypatch.setenv("POSTHOG_HOST", host or server.url)
-        monkeypatch.setenv("TRACKING_PROVIDERS", "posthog")
-        monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "30")
-        monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking(discover=True)
-        assert tracking_core.list_tracking_providers() == ["posthog"]
-        recorder = RecordingProvider()
-        tracking_core.register_tracking_provider(recorder)
-        return recorder
-
-    return apply
+Enable = Callable[..., None]
 
 
 def _flush() -> None:
@@ -70,9 +31,11 @@ def _aware(text: str) -> dt.datetime:
 
 
 def test_one_batched_request_in_posthogs_format(
-    enable: Callable[..., RecordingProvider], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake, api_key: str
 ) -> None:
-    recorder = enable()
+    enable()
+    recorder = RecordingProvider()  # sees the same events, with their ids and timestamps
+    tracking_core.register_tracking_provider(recorder)
     when = dt.datetime(2026, 1, 15, 10, 0, 0, 123456, tzinfo=UTC)
     tracking_core.track("Signed Up", {"plan": "pro"}, user_id="user-12345", timestamp=when)
     tracking_core.track("Project Created", {"project_id": "p_42"}, user_id="user-12345")
@@ -89,7 +52,7 @@ def test_one_batched_request_in_posthogs_format(
     assert request.headers["user-agent"] == f"tracking-core/{tracking_core.__version__} (posthog)"
     body = request.json()
     assert set(body) == {"api_key", "historical_migration", "sent_at", "batch"}
-    assert body["api_key"] == KEY
+    assert body["api_key"] == api_key
     assert body["historical_migration"] is False
     sent_at = _aware(body["sent_at"])
     assert abs((dt.datetime.now(UTC) - sent_at).total_seconds()) < 60
@@ -122,9 +85,7 @@ def test_one_batched_request_in_posthogs_format(
     assert (stats.delivered, stats.batches, dict(stats.dropped)) == (4, 1, {})
 
 
-def test_identify_without_traits(
-    enable: Callable[..., RecordingProvider], fake: PostHogFake
-) -> None:
+def test_identify_without_traits(enable: Enable, fake: PostHogFake) -> None:
     enable()
     tracking_core.identify("user-7")
     _flush()
@@ -133,7 +94,7 @@ def test_identify_without_traits(
     assert identify["properties"]["$set"] == {}
 
 
-def test_anonymous_events(enable: Callable[..., RecordingProvider], fake: PostHogFake) -> None:
+def test_anonymous_events(enable: Enable, fake: PostHogFake) -> None:
     enable()
     tracking_core.track("Anon 1")
     tracking_core.track("Anon 2", {"$process_person_profile": True})
@@ -161,10 +122,10 @@ def test_anonymous_events(enable: Callable[..., RecordingProvider], fake: PostHo
 
 
 def test_host_with_a_path_prefix(
-    enable: Callable[..., RecordingProvider], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     fake.path_prefix = "/proxy/ph"
-    enable(host=f"{server.url}/proxy/ph/")
+    enable(POSTHOG_HOST=f"{server.url}/proxy/ph/")
     tracking_core.track("Through a proxy", user_id="user-1")
     _flush()
     assert [r.path for r in server.requests] == ["/proxy/ph/batch/"]
@@ -177,7 +138,7 @@ class Color(enum.Enum):
 
 
 def test_values_json_cannot_carry_arrive_as_strict_json(
-    enable: Callable[..., RecordingProvider], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
     when = dt.datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -222,7 +183,7 @@ def test_values_json_cannot_carry_arrive_as_strict_json(
 
 
 def test_large_bodies_are_gzipped_small_ones_are_not(
-    enable: Callable[..., RecordingProvider], server: LoopbackReceiver, fake: PostHogFake
+    enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
     tracking_core.track("Small", user_id="u-1")
@@ -239,7 +200,7 @@ def test_large_bodies_are_gzipped_small_ones_are_not(
     assert [e["event"] for e in fake.events] == ["Small", "Large"]
 
 
-def test_caller_ip_keeps_geoip(enable: Callable[..., RecordingProvider], fake: PostHogFake) -> None:
+def test_caller_ip_keeps_geoip(enable: Enable, fake: PostHogFake) -> None:
     enable()
     tracking_core.track("With ip", {"$ip": "203.0.113.9"}, user_id="u-1")
     tracking_core.track("Geo on", {"$geoip_disable": False}, user_id="u-1")
@@ -250,9 +211,7 @@ def test_caller_ip_keeps_geoip(enable: Callable[..., RecordingProvider], fake: P
     assert geo_on["properties"]["$geoip_disable"] is False
 
 
-def test_lib_properties_cannot_be_overridden(
-    enable: Callable[..., RecordingProvider], fake: PostHogFake
-) -> None:
+def test_lib_properties_cannot_be_overridden(enable: Enable, fake: PostHogFake) -> None:
     enable()
     tracking_core.track("Spoof", {"$lib": "other", "$lib_version": "9"}, user_id="u-1")
     _flush()

@@ -13,12 +13,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracking_core import SettingsError, TrackingEvent, TrackingIdentify, __version__, json_safe
+from tracking_core import (
+    DropReason,
+    SettingsError,
+    TrackingEvent,
+    TrackingIdentify,
+    __version__,
+    json_safe,
+)
+from tracking_core.event import PLACEHOLDER_IDS, usable_id
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
     HttpResponse,
     Outcome,
+    SkipItem,
     WireItem,
     default_outcome,
     dumps,
@@ -133,6 +142,16 @@ class PostHogSettings:
         return cls(api_key=api_key, host=_ingestion_host(host))
 
 
+#: PostHog's own non-ids (it will not merge persons on them) with the common ones.
+_PLACEHOLDERS = PLACEHOLDER_IDS | {
+    "distinctid",
+    "distinct_id",
+    "id",
+    "not_authenticated",
+    "email",
+}
+
+
 def _properties(values: Mapping[str, Any]) -> dict[str, Any]:
     converted = json_safe(dict(values))
     return converted if isinstance(converted, dict) else {}
@@ -185,12 +204,25 @@ class PostHogProvider(HttpProvider):
         """One ``/batch/`` event for a tracked event or an identify."""
         if isinstance(item, TrackingIdentify):
             name = "$identify"
-            distinct_id = item.user_id
+            distinct_id = usable_id(item.user_id, _PLACEHOLDERS) or ""
+            if not distinct_id:
+                raise SkipItem(
+                    DropReason.REJECTED,
+                    "identify() with a blank or placeholder user id (PostHog refuses it)",
+                )
             properties: dict[str, Any] = {"$set": _properties(item.traits)}
         else:
             name = item.name
             properties = _properties(item.properties)
-            distinct_id = item.user_id or item.anonymous_id or ""
+            for operation in ("$set", "$set_once"):
+                # PostHog refuses the whole request when a person operation is not an object.
+                if operation in properties and not isinstance(properties[operation], dict):
+                    del properties[operation]
+            distinct_id = (
+                usable_id(item.user_id, _PLACEHOLDERS)
+                or usable_id(item.anonymous_id, _PLACEHOLDERS)
+                or ""
+            )
             if not distinct_id:
                 distinct_id = str(uuid.uuid4())
                 properties["$process_person_profile"] = False

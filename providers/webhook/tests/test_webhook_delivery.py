@@ -6,9 +6,8 @@ import base64
 import datetime as dt
 import decimal
 import logging
-import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,48 +16,23 @@ from tracking_webhook.provider import anonymous_id_for
 
 import tracking_core as tc
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
-from tracking_core.testing import RecordingProvider, reset_tracking
+from tracking_core.testing import RecordingProvider
 
-SECRET = "whsec_" + base64.b64encode(b"delivery-test-key-0123456789abcd").decode()
-AUTH = "Bearer delivery-auth-token-4242"
-PATH = "/v1/batch"
+Start = Callable[..., None]
 
 
 @pytest.fixture
-def fake() -> WebhookFake:
-    return WebhookFake(secret=SECRET, auth=AUTH, path=PATH)
+def start(webhook_env: Callable[..., list[str]], webhook_variables: dict[str, str]) -> Start:
+    """``start(**variables)``: the provider enabled against the fake (its URL, Authorization
+    and secret), `variables` on top (None removes one); asserts it is the one provider on."""
 
+    def start(**variables: str | None) -> None:
+        # A flush interval long enough that the events of one test go out together on
+        # flush_tracking().
+        enabled = webhook_env(**{"TRACKING_FLUSH_INTERVAL": "5", **webhook_variables, **variables})
+        assert enabled == ["webhook"]
 
-@pytest.fixture
-def receiver(fake: WebhookFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch, receiver: LoopbackReceiver, clean_tracking: None
-) -> Iterator[pytest.MonkeyPatch]:
-    for name in list(os.environ):
-        if name.startswith("TRACKING_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKING_PROVIDERS", "webhook")
-    # Long enough that the events of one test go out together on flush_tracking().
-    monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "5")
-    monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
-    monkeypatch.setenv("TRACKING_RETRY_BACKOFF_MAX", "0.05")
-    monkeypatch.setenv("TRACKING_WEBHOOK_URL", receiver.url + PATH)
-    monkeypatch.setenv("TRACKING_WEBHOOK_AUTH", AUTH)
-    monkeypatch.setenv("TRACKING_WEBHOOK_SECRET", SECRET)
-    yield monkeypatch
-    reset_tracking()  # while the receiver still runs
-
-
-def start(env: pytest.MonkeyPatch, **variables: str) -> None:
-    for name, value in variables.items():
-        env.setenv(name, value)
-    reset_tracking(discover=True)
-    assert tc.list_tracking_providers() == ["webhook"]
+    return start
 
 
 def flush() -> tc.ProviderStats:
@@ -71,9 +45,9 @@ def batch_of(request: ReceivedRequest) -> list[dict[str, Any]]:
 
 
 def test_webhook_sends_one_signed_segment_batch(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    start(env)
+    start()
     recorder = RecordingProvider()
     tc.register_tracking_provider(recorder)
     when = dt.datetime(2026, 1, 15, 10, 0, 0, tzinfo=dt.timezone.utc)
@@ -88,10 +62,10 @@ def test_webhook_sends_one_signed_segment_batch(
     assert len(receiver.requests) == 1  # one batch, not one request per event
     request = receiver.requests[0]
     assert request.method == "POST"
-    assert request.path == PATH
+    assert request.path == fake.path
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == f"tracking-core/{tc.__version__} (webhook)"
-    assert request.headers["authorization"] == AUTH
+    assert request.headers["authorization"] == fake.auth
     assert str(uuid.UUID(request.headers["webhook-id"])) == request.headers["webhook-id"]
     assert request.headers["webhook-timestamp"].isdigit()
     assert request.headers["webhook-signature"].startswith("v1,")
@@ -134,11 +108,10 @@ def test_webhook_sends_one_signed_segment_batch(
 
 
 def test_webhook_unsigned_without_a_secret(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    env.delenv("TRACKING_WEBHOOK_SECRET")
     fake.secret = None
-    start(env)
+    start(TRACKING_WEBHOOK_SECRET=None)
     tc.track("Unsigned", user_id="user-12345")
     assert flush().delivered == 1
     headers = receiver.requests[0].headers
@@ -148,10 +121,10 @@ def test_webhook_unsigned_without_a_secret(
 
 
 def test_webhook_url_is_used_exactly_as_given(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
     fake.path = "/proxy/hooks/"
-    start(env, TRACKING_WEBHOOK_URL=receiver.url + "/proxy/hooks/?source=api&v=2")
+    start(TRACKING_WEBHOOK_URL=receiver.url + "/proxy/hooks/?source=api&v=2")
     tc.track("Proxied", user_id="user-12345")
     assert flush().delivered == 1
     assert fake.refusals == []
@@ -160,9 +133,9 @@ def test_webhook_url_is_used_exactly_as_given(
 
 
 def test_webhook_retry_keeps_id_and_messages_and_refreshes_the_signature(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    start(env)
+    start()
     fake.fail_next(Reply(503, {"code": "unavailable"}, headers={"Retry-After": "1"}))
     for n in range(3):
         tc.track("Retried", {"n": n}, user_id="user-12345")
@@ -188,10 +161,8 @@ def test_webhook_retry_keeps_id_and_messages_and_refreshes_the_signature(
     assert (stats.delivered, stats.retried, stats.failed, stats.batches) == (3, 3, 1, 2)
 
 
-def test_webhook_429_and_timeouts_are_retried(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
-) -> None:
-    start(env, TRACKING_HTTP_TIMEOUT="0.3")
+def test_webhook_429_and_timeouts_are_retried(start: Start, fake: WebhookFake) -> None:
+    start(TRACKING_HTTP_TIMEOUT="0.3")
     fake.queue_replies(
         Reply(429, {"code": "rate_limited"}, headers={"Retry-After": "0"}),
         Reply(action="hang"),
@@ -206,9 +177,9 @@ def test_webhook_429_and_timeouts_are_retried(
 
 
 def test_webhook_gives_up_after_the_attempts(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    start(env, TRACKING_MAX_ATTEMPTS="3")
+    start(TRACKING_MAX_ATTEMPTS="3")
     fake.fail_next(Reply(503), times=10)
     tc.track("Lost", user_id="user-12345")
     stats = flush()
@@ -218,12 +189,12 @@ def test_webhook_gives_up_after_the_attempts(
 
 
 def test_webhook_410_stops_the_provider(
-    env: pytest.MonkeyPatch,
+    start: Start,
     receiver: LoopbackReceiver,
     fake: WebhookFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    start(env)
+    start()
     fake.fail_next(Reply(410, {"code": "gone", "message": "endpoint removed"}), times=100)
     tc.track("First", user_id="user-12345")
     tc.track("Second", user_id="user-12345")
@@ -240,10 +211,10 @@ def test_webhook_410_stops_the_provider(
 
 
 def test_webhook_410_drops_the_rest_of_the_batch_unsent(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
     # 20 events of ~300 bytes under a 2000-byte request limit: one batch, several requests.
-    start(env, TRACKING_WEBHOOK_MAX_BATCH_BYTES="2000")
+    start(TRACKING_WEBHOOK_MAX_BATCH_BYTES="2000")
     fake.fail_next(Reply(410), times=100)
     for n in range(20):
         tc.track("Chunked", {"n": n, "pad": "x" * 100}, user_id="user-12345")
@@ -253,19 +224,19 @@ def test_webhook_410_drops_the_rest_of_the_batch_unsent(
 
 
 def test_webhook_redirects_are_not_followed(
-    env: pytest.MonkeyPatch,
+    start: Start,
     receiver: LoopbackReceiver,
     fake: WebhookFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    start(env)
+    start()
     fake.fail_next(Reply(301, b"", headers={"Location": receiver.url + "/moved"}))
     fake.fail_next(Reply(307, b"", headers={"Location": receiver.url + "/moved"}))
     tc.track("Redirected", user_id="user-12345")
     stats = flush()
     tc.track("Redirected again", user_id="user-12345")
     stats = flush()
-    assert [r.path for r in receiver.requests] == [PATH, PATH]
+    assert [r.path for r in receiver.requests] == [fake.path, fake.path]
     assert stats.dropped == {"rejected": 2}
     assert stats.retried == 0
     assert "TRACKING_WEBHOOK_URL" in caplog.text
@@ -274,10 +245,8 @@ def test_webhook_redirects_are_not_followed(
     assert flush().delivered == 1
 
 
-def test_webhook_any_2xx_is_success(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
-) -> None:
-    start(env)
+def test_webhook_any_2xx_is_success(start: Start, fake: WebhookFake) -> None:
+    start()
     fake.queue_replies(Reply(202, ""), Reply(204, b""), Reply(200, {"success": False}))
     for name in ("Accepted", "No Content", "Odd Body"):
         tc.track(name, user_id="user-12345")
@@ -288,13 +257,11 @@ def test_webhook_any_2xx_is_success(
 
 
 def test_webhook_other_4xx_are_dropped_with_the_reason(
-    env: pytest.MonkeyPatch,
+    start: Start,
     receiver: LoopbackReceiver,
-    fake: WebhookFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    env.setenv("TRACKING_WEBHOOK_AUTH", "Bearer not-the-right-one")
-    start(env)
+    start(TRACKING_WEBHOOK_AUTH="Bearer not-the-right-one")
     tc.track("Refused", user_id="user-12345")
     stats = flush()
     assert stats.dropped == {"rejected": 1}
@@ -304,17 +271,15 @@ def test_webhook_other_4xx_are_dropped_with_the_reason(
 
 
 def test_webhook_fake_refuses_a_wrong_signature_and_a_skewed_clock(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, fake: WebhookFake
 ) -> None:
-    env.setenv("TRACKING_WEBHOOK_SECRET", "some other secret")
-    start(env)
+    start(TRACKING_WEBHOOK_SECRET="some other secret")
     tc.track("Badly Signed", user_id="user-12345")
     assert flush().dropped == {"rejected": 1}
     assert "no matching v1 signature" in fake.refusals[-1]
 
-    env.setenv("TRACKING_WEBHOOK_SECRET", SECRET)
     fake.clock = lambda: dt.datetime.now(dt.timezone.utc).timestamp() + 1000
-    start(env)
+    start()
     tc.track("Late", user_id="user-12345")
     assert flush().dropped == {"rejected": 1}
     assert "tolerance" in fake.refusals[-1]
@@ -322,11 +287,11 @@ def test_webhook_fake_refuses_a_wrong_signature_and_a_skewed_clock(
 
 
 def test_webhook_413_splits_and_drops_a_single_oversized_event(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
     fake.max_body_bytes = 4000
     fake.too_large_status = 413
-    start(env)
+    start()
     for n in range(20):
         tc.track("Split", {"n": n, "pad": "x" * 200}, user_id="user-12345")
     tc.track("Huge", {"pad": "y" * 5000}, user_id="user-12345")  # under 32 KB, over 4000 B
@@ -341,9 +306,9 @@ def test_webhook_413_splits_and_drops_a_single_oversized_event(
 
 
 def test_webhook_event_over_the_message_limit_is_dropped_before_sending(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    start(env)
+    start()
     tc.track("Too Big", {"pad": "z" * 40_000}, user_id="user-12345")  # Segment: 32 KB
     tc.track("Fits", {"pad": "z" * 30_000}, user_id="user-12345")
     stats = flush()
@@ -351,16 +316,15 @@ def test_webhook_event_over_the_message_limit_is_dropped_before_sending(
     assert stats.dropped == {"too_large": 1}
     assert all(b"Too Big" not in r.body for r in receiver.requests)
 
-    env.setenv("TRACKING_WEBHOOK_MAX_EVENT_BYTES", "1000")
-    start(env)
+    start(TRACKING_WEBHOOK_MAX_EVENT_BYTES="1000")
     tc.track("Over 1000", {"pad": "z" * 1000}, user_id="user-12345")
     assert flush().dropped == {"too_large": 1}
 
 
 def test_webhook_caps_messages_per_request_whatever_the_batch_size(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
-    start(env, TRACKING_BATCH_SIZE="5000")
+    start(TRACKING_BATCH_SIZE="5000")
     for n in range(1100):
         tc.track("Bulk", {"n": n}, user_id="user-12345")
     stats = flush()
@@ -371,7 +335,7 @@ def test_webhook_caps_messages_per_request_whatever_the_batch_size(
     assert fake.refusals == []
 
     fake.max_messages = 10
-    start(env, TRACKING_BATCH_SIZE="5000", TRACKING_WEBHOOK_MAX_EVENTS="10")
+    start(TRACKING_BATCH_SIZE="5000", TRACKING_WEBHOOK_MAX_EVENTS="10")
     receiver.clear()
     for n in range(35):
         tc.track("Small Batches", {"n": n}, user_id="user-12345")
@@ -380,10 +344,10 @@ def test_webhook_caps_messages_per_request_whatever_the_batch_size(
 
 
 def test_webhook_caps_bytes_per_request(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
     fake.max_body_bytes = 4000
-    start(env, TRACKING_WEBHOOK_MAX_BATCH_BYTES="4000")
+    start(TRACKING_WEBHOOK_MAX_BATCH_BYTES="4000")
     for n in range(60):
         tc.track("Sized", {"n": n, "pad": "x" * 150}, user_id="user-12345")
     stats = flush()
@@ -399,9 +363,9 @@ class Color:
 
 
 def test_webhook_values_json_cannot_carry_arrive_as_strict_json(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, receiver: LoopbackReceiver
 ) -> None:
-    start(env)
+    start()
     moment = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.timezone.utc)
     tc.track(
         "Odd Values",
@@ -440,31 +404,34 @@ def test_webhook_values_json_cannot_carry_arrive_as_strict_json(
 
 
 def test_webhook_url_credentials_are_sent_as_basic_auth(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+    start: Start, webhook_variables: dict[str, str], fake: WebhookFake
 ) -> None:
-    env.delenv("TRACKING_WEBHOOK_AUTH")
     fake.auth = "Basic " + base64.b64encode(b"hook-user:url-password").decode()
-    with_credentials = receiver.url.replace("://", "://hook-user:url-password@")
-    start(env, TRACKING_WEBHOOK_URL=with_credentials + PATH)
+    url = webhook_variables["TRACKING_WEBHOOK_URL"]
+    with_credentials = url.replace("://", "://hook-user:url-password@")
+    start(TRACKING_WEBHOOK_AUTH=None, TRACKING_WEBHOOK_URL=with_credentials)
     tc.track("Basic", user_id="user-12345")
     assert flush().delivered == 1
     assert fake.refusals == []
 
 
 def test_webhook_logs_no_secret_even_in_debug(
-    env: pytest.MonkeyPatch,
+    start: Start,
+    webhook_variables: dict[str, str],
     receiver: LoopbackReceiver,
     fake: WebhookFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    auth = webhook_variables["TRACKING_WEBHOOK_AUTH"]
+    secret = webhook_variables["TRACKING_WEBHOOK_SECRET"]
     path_token = "/hooks/T0KEN-in-the-path-77"
     query_token = "qs-token-secret-55"
     fake.path = path_token
     url = receiver.url + path_token + "?token=" + query_token
-    start(env, TRACKING_DEBUG="1", TRACKING_WEBHOOK_URL=url, TRACKING_MAX_ATTEMPTS="2")
+    start(TRACKING_DEBUG="1", TRACKING_WEBHOOK_URL=url, TRACKING_MAX_ATTEMPTS="2")
     # A receiver that echoes what it got in its error body: the log must still not show it.
-    echo = f"bad request from {url} with {AUTH} signed by {SECRET}"
+    echo = f"bad request from {url} with {auth} signed by {secret}"
     fake.queue_replies(Reply(503, echo), Reply(400, echo))
     tc.track("Echoed", user_id="user-12345")
     flush()
@@ -475,27 +442,27 @@ def test_webhook_logs_no_secret_even_in_debug(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "webhook sent 1 items to 127.0.0.1" in text  # the debug lines are there
     assert "HTTP 400" in text
-    for secret in (
-        AUTH,
-        AUTH.split()[1],
-        SECRET,
-        SECRET.removeprefix("whsec_"),
+    for hidden in (
+        auth,
+        auth.split()[1],
+        secret,
+        secret.removeprefix("whsec_"),
         query_token,
         path_token,
         url,
     ):
-        assert secret not in text
+        assert hidden not in text
 
 
 def test_webhook_url_token_not_in_httpx_log_lines(
-    env: pytest.MonkeyPatch,
+    start: Start,
     receiver: LoopbackReceiver,
     fake: WebhookFake,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake.path = None
-    start(env, TRACKING_WEBHOOK_URL=receiver.url + "/hooks/in?token=qs-token-secret-55")
+    start(TRACKING_WEBHOOK_URL=receiver.url + "/hooks/in?token=qs-token-secret-55")
     tc.track("Logged", user_id="user-12345")
     assert flush().delivered == 1
     assert "qs-token-secret-55" not in caplog.text

@@ -2,96 +2,51 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tracking_webhook.fake import WebhookFake
 
 import tracking_core as tc
-from tracking_core.receivers import LoopbackReceiver
-from tracking_core.testing import reset_tracking
 
-SECRET = "whsec_" + base64.b64encode(b"settings-test-key-0123456789abcd").decode()
-AUTH = "Bearer settings-auth-token-9876"
+Configure = Callable[..., list[str]]
 
 
-@pytest.fixture
-def fake() -> WebhookFake:
-    return WebhookFake(secret=SECRET, auth=AUTH, path="/hooks/in")
-
-
-@pytest.fixture
-def receiver(fake: WebhookFake) -> Iterator[LoopbackReceiver]:
-    with LoopbackReceiver(fake) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch, receiver: LoopbackReceiver, clean_tracking: None
-) -> Iterator[pytest.MonkeyPatch]:
-    for name in list(os.environ):
-        if name.startswith("TRACKING_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKING_PROVIDERS", "webhook")
-    monkeypatch.setenv("TRACKING_FLUSH_INTERVAL", "0.05")
-    monkeypatch.setenv("TRACKING_RETRY_BACKOFF", "0.01")
-    yield monkeypatch
-    reset_tracking()  # while the receiver still runs
-
-
-def discovered() -> list[str]:
-    reset_tracking(discover=True)
-    return tc.list_tracking_providers()
-
-
-def test_webhook_disabled_without_its_url(env: pytest.MonkeyPatch) -> None:
-    env.setenv("TRACKING_WEBHOOK_AUTH", AUTH)
-    env.setenv("TRACKING_WEBHOOK_SECRET", SECRET)
-    assert discovered() == []
-    env.setenv("TRACKING_WEBHOOK_URL", "")
-    assert discovered() == []
-
-
-def test_webhook_enabled_by_its_url(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake
+def test_webhook_disabled_without_its_url(
+    webhook_env: Configure, webhook_variables: dict[str, str]
 ) -> None:
-    env.setenv("TRACKING_WEBHOOK_URL", receiver.url + "/hooks/in")
-    env.setenv("TRACKING_WEBHOOK_AUTH", AUTH)
-    env.setenv("TRACKING_WEBHOOK_SECRET", SECRET)
-    assert discovered() == ["webhook"]
+    assert webhook_env(**{**webhook_variables, "TRACKING_WEBHOOK_URL": None}) == []
+    assert webhook_env(TRACKING_WEBHOOK_URL="") == []
+
+
+@pytest.mark.parametrize("from_files", [False, True], ids=["variables", "file-variants"])
+def test_webhook_enabled_by_its_variables(
+    webhook_env: Configure,
+    webhook_variables: dict[str, str],
+    fake: WebhookFake,
+    tmp_path: Path,
+    from_files: bool,
+) -> None:
+    variables = dict(webhook_variables)
+    if from_files:  # <NAME>_FILE: the path of a file holding the value
+        variables = {}
+        for name, value in webhook_variables.items():
+            path = tmp_path / name.lower()
+            path.write_text(value + "\n", encoding="utf-8")
+            variables[f"{name}_FILE"] = str(path)
+    assert webhook_env(**variables) == ["webhook"]
     tc.track("Signed Up", user_id="user-12345")
-    assert tc.flush_tracking(10)
-    assert fake.event_names() == ["Signed Up"]
-    assert fake.refusals == []
-    # TRACKING_PROVIDERS without it keeps it off.
-    env.setenv("TRACKING_PROVIDERS", "posthog")
-    assert discovered() == []
-
-
-def test_webhook_file_variants(
-    env: pytest.MonkeyPatch, receiver: LoopbackReceiver, fake: WebhookFake, tmp_path: Path
-) -> None:
-    for name, value in [
-        ("TRACKING_WEBHOOK_URL", receiver.url + "/hooks/in"),
-        ("TRACKING_WEBHOOK_AUTH", AUTH),
-        ("TRACKING_WEBHOOK_SECRET", SECRET),
-    ]:
-        path = tmp_path / name.lower()
-        path.write_text(value + "\n", encoding="utf-8")
-        env.setenv(f"{name}_FILE", str(path))
-    assert discovered() == ["webhook"]
-    tc.track("From Files", anonymous_id="anon-9f8e7d6c")
+    tc.track("Anonymous", anonymous_id="anon-9f8e7d6c")
     tc.identify("user-12345", {"plan": "pro"})
     assert tc.flush_tracking(10)
-    assert fake.refusals == []  # the Authorization and the signature came from the files
-    assert fake.event_names() == ["From Files"]
+    assert fake.refusals == []  # the Authorization and the signature were right
+    assert fake.event_names() == ["Signed Up", "Anonymous"]
     assert [m["userId"] for m in fake.identifies] == ["user-12345"]
-    assert tc.tracking_stats()["webhook"].delivered == 2
+    assert tc.tracking_stats()["webhook"].delivered == 3
+    # TRACKING_PROVIDERS without it keeps it off.
+    assert webhook_env(TRACKING_PROVIDERS="posthog") == []
 
 
 URL_WITH_SECRET = "https://hook-user:url-pass-s3cret@hooks.example.com:99999/path"
@@ -137,17 +92,16 @@ URL_WITH_SECRET = "https://hook-user:url-pass-s3cret@hooks.example.com:99999/pat
     ],
 )
 def test_webhook_malformed_setting_disables_it_with_one_safe_line(
-    env: pytest.MonkeyPatch,
+    webhook_env: Configure,
     caplog: pytest.LogCaptureFixture,
     variables: dict[str, str],
     named: str,
     hidden: str | None,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    env.setenv("TRACKING_WEBHOOK_URL", "https://hooks.example.com/in")
-    for name, value in variables.items():
-        env.setenv(name, value)
-    assert discovered() == []
+    assert (
+        webhook_env(**{"TRACKING_WEBHOOK_URL": "https://hooks.example.com/in", **variables}) == []
+    )
     lines = [r.getMessage() for r in caplog.records if named in r.getMessage()]
     assert len(lines) == 1, caplog.text
     assert "webhook" in lines[0]

@@ -160,69 +160,90 @@ def test_webhook_fake_accepts_a_valid_signed_batch() -> None:
     assert fake.refusals == []
 
 
+LIMITS = {"max_messages": 2, "max_body_bytes": 2000, "max_message_bytes": 400}
+NAN_BODY = b'{"batch":[{"type":"track","value":NaN}],"sentAt":"2026-01-15T10:00:00Z"}'
+OTHER_SECRET = "whsec_" + base64.b64encode(b"another key!").decode()
+
+
+def refused(
+    batch: list[dict[str, Any]] | None = None,
+    why: str = "",
+    status: int = 400,
+    options: dict[str, Any] | None = None,
+    **request_options: Any,
+) -> Any:
+    """One case of `test_webhook_fake_refuses_what_it_should`: `request(batch,
+    **request_options)` sent to `strict_fake(**options)` is answered `status`, for `why`."""
+    return pytest.param(options or {}, batch, request_options, status, why, id=why)
+
+
 @pytest.mark.parametrize(
-    ("batch", "why"),
+    ("options", "batch", "request_options", "status", "why"),
     [
-        ([message(userId=None)], "userId or anonymousId is required"),
-        ([message(userId="anonymous")], "placeholder"),
-        ([message(userId=None, anonymousId="undefined")], "placeholder"),
-        ([message(userId=12345)], "non-empty strings"),
-        ([message(timestamp=1768471200000)], "timestamp"),
-        ([message(timestamp="2026-01-15T10:00:00")], "timestamp"),
-        ([message(messageId="evt-1")], "messageId"),
-        ([message(event="")], "event name"),
-        ([message(properties=[1, 2])], "properties"),
-        ([message(type="page")], "type"),
-        ([message(uuid="x")], "unknown fields"),
+        # the messages
+        refused([message(userId=None)], "userId or anonymousId is required"),
+        refused([message(userId="anonymous")], "'anonymous' is a placeholder"),
+        refused([message(userId=None, anonymousId="undefined")], "'undefined' is a placeholder"),
+        refused([message(userId=12345)], "non-empty strings"),
+        refused([message(timestamp=1768471200000)], "timestamp must be an ISO 8601 string"),
+        refused([message(timestamp="2026-01-15T10:00:00")], "got '2026-01-15T10:00:00'"),
+        refused([message(messageId="evt-1")], "messageId"),
+        refused([message(event="")], "event name"),
+        refused([message(properties=[1, 2])], "properties"),
+        refused([message(type="page")], "type"),
+        refused([message(uuid="x")], "unknown fields"),
+        # the signature, the Authorization and the clock
+        refused(why="no matching v1 signature", secret=OTHER_SECRET),
+        refused(why="missing webhook-id/-timestamp/-signature", secret=None),
+        refused(why="missing or wrong Authorization header", status=401, auth=None),
+        refused(why="wrong Authorization header", status=401, auth="Bearer wrong"),
+        refused(why="tolerance", stamp=int(time.time()) - 301),
+        # The clock is injectable: a fake living 1000 s ahead refuses what is fresh now.
+        refused(why="outside the tolerance", options={"clock": lambda: time.time() + 1000}),
+        # the limits and the JSON
+        refused([message(), message(), message()], "messages exceed", options=LIMITS),
+        refused([message(properties={"x": "y" * 3000})], "exceeds 2000", options=LIMITS),
+        refused([message(properties={"x": "y" * 500})], "over 400", options=LIMITS),
+        refused(why="strict JSON", options=LIMITS, body=NAN_BODY),
+        refused(
+            why="Content-Type must be application/json",
+            options=LIMITS,
+            headers={"content-type": "text/plain"},
+        ),
+        refused(
+            [message(), message()],
+            "2 messages exceed 1",
+            status=413,
+            options={"too_large_status": 413, "max_messages": 1},
+        ),
     ],
 )
-def test_webhook_fake_refuses_malformed_messages(batch: list[dict[str, Any]], why: str) -> None:
-    fake = strict_fake()
-    reply = fake(request(batch))
-    assert reply.status == 400
+def test_webhook_fake_refuses_what_it_should(
+    options: dict[str, Any],
+    batch: list[dict[str, Any]] | None,
+    request_options: dict[str, Any],
+    status: int,
+    why: str,
+) -> None:
+    fake = strict_fake(**options)
+    reply = fake(request(batch, **request_options))
+    assert reply.status == status
     assert why in fake.refusals[-1]
     assert fake.messages == []
 
 
-def test_webhook_fake_checks_signature_auth_and_clock() -> None:
+def test_webhook_fake_checks_the_raw_body_and_accepts_rotated_signatures() -> None:
     fake = strict_fake()
-    assert fake(request(secret="whsec_" + base64.b64encode(b"another key!").decode())).status == 400
-    assert "no matching v1 signature" in fake.refusals[-1]
-    assert fake(request(secret=None)).status == 400
-    assert fake(request(auth=None)).status == 401
-    assert fake(request(auth="Bearer wrong")).status == 401
-    assert fake(request(stamp=int(time.time()) - 301)).status == 400
-    assert "tolerance" in fake.refusals[-1]
     good = request()
     body = good.raw_body.replace(b"Signed Up", b"Signed Uq")
     assert fake(dataclasses.replace(good, raw_body=body, body=body)).status == 400
-    # The clock is injectable: a fake living 1000 s ahead refuses what is fresh now.
-    skewed = strict_fake(clock=lambda: time.time() + 1000)
-    assert skewed(request()).status == 400
+    assert "no matching v1 signature" in fake.refusals[-1]
     # Several signatures (key rotation): one matching v1 entry is enough.
     good = request(msg_id="9d0f0a52-6d6f-4a32-9d8a-5d9b2c7e00ff")
     rotated = dict(good.headers)
     rotated["webhook-signature"] = "v1a,AAAA v1,Zm9v " + good.headers["webhook-signature"]
     assert fake(dataclasses.replace(good, headers=rotated)).status == 200
     assert fake.messages
-
-
-def test_webhook_fake_checks_limits_and_json() -> None:
-    fake = strict_fake(max_messages=2, max_body_bytes=2000, max_message_bytes=400)
-    assert fake(request([message(), message(), message()])).status == 400
-    assert "messages exceed" in fake.refusals[-1]
-    assert fake(request([message(properties={"x": "y" * 3000})])).status == 400
-    assert "exceeds 2000" in fake.refusals[-1]
-    assert fake(request([message(properties={"x": "y" * 500})])).status == 400
-    assert "over 400" in fake.refusals[-1]
-    nan = b'{"batch":[{"type":"track","value":NaN}],"sentAt":"2026-01-15T10:00:00Z"}'
-    assert fake(request(body=nan)).status == 400
-    assert "strict JSON" in fake.refusals[-1]
-    assert fake(request(headers={"content-type": "text/plain"})).status == 400
-    assert (
-        strict_fake(too_large_status=413, max_messages=1)(request([message(), message()])).status
-        == 413
-    )
 
 
 def test_webhook_fake_checks_webhook_id_across_retries() -> None:

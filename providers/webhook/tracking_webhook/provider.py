@@ -28,17 +28,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracking_core import (
+    DropReason,
     SettingsError,
     TrackingEvent,
     TrackingIdentify,
     __version__,
     json_safe,
 )
+from tracking_core.event import usable_id
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
     HttpResponse,
     Outcome,
+    SkipItem,
     WireItem,
     default_outcome,
     join_json,
@@ -147,7 +150,7 @@ def _read_url(environ: Mapping[str, str]) -> str | None:
     if raw is None:
         return None
     source = _source(environ, URL_VAR)
-    env_url({source: raw}, source)  # validates; its errors never repeat the value
+    env_url({source: raw}, source, endpoint=True)  # its errors never repeat the value
     # The URL is the endpoint itself, kept as given (a trailing slash can matter to a server,
     # and a redirect to the slashed form would not be followed).
     return raw
@@ -237,6 +240,8 @@ class WebhookSettings:
         values: list[str] = [self.url]
         parts = urllib.parse.urlsplit(self.url)
         values += [parts.username or "", parts.password or "", parts.query]
+        # A receiver may echo one query value alone (``token=abc`` -> ``abc``).
+        values += [value for _, value in urllib.parse.parse_qsl(parts.query) if len(value) >= 4]
         if parts.path.strip("/"):
             values.append(parts.path)
         if self.auth:
@@ -287,6 +292,11 @@ class WebhookProvider(HttpProvider):
         """
         context = {"library": {"name": "tracking-core", "version": __version__}}
         if isinstance(item, TrackingIdentify):
+            if usable_id(item.user_id) is None:
+                raise SkipItem(
+                    DropReason.REJECTED,
+                    "identify() with a blank or placeholder user id (receivers refuse it)",
+                )
             return WireItem(
                 {
                     "type": "identify",
@@ -303,11 +313,12 @@ class WebhookProvider(HttpProvider):
             "event": item.name,
             "properties": json_safe(item.properties),
         }
-        if item.user_id:
-            message["userId"] = item.user_id
-        if item.anonymous_id:
-            message["anonymousId"] = item.anonymous_id
-        if not item.user_id and not item.anonymous_id:
+        user_id, anonymous_id = usable_id(item.user_id), usable_id(item.anonymous_id)
+        if user_id:
+            message["userId"] = user_id
+        if anonymous_id:
+            message["anonymousId"] = anonymous_id
+        if not user_id and not anonymous_id:
             message["anonymousId"] = anonymous_id_for(item.event_id)
         message["timestamp"] = format_timestamp(item.timestamp)
         message["context"] = context

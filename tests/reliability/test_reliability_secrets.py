@@ -1,0 +1,665 @@
+"""Secrets and TLS: no key, token, signing secret or Authorization value ever shows, and TLS
+verification cannot be turned off.
+
+With ``TRACKING_DEBUG=1`` and DEBUG logging on the root logger (so every logger, httpx and
+httpcore included, is captured), the four built-in providers deliver, retry, and get 4xx answers
+whose bodies echo their keys; then bad configurations, the reprs of every object an application
+sees, exception messages, and the ``tracking providers`` / ``tracking send`` commands are checked
+for every secret. The TLS half inspects each provider's effective SSL context, greps the sources
+for a way to disable verification, and shows a self-signed certificate being refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import tracking_core as tc
+from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
+from tracking_core.receivers import Reply
+from tracking_core.registry import runtime
+from tracking_core.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from tests.reliability.conftest import ReliabilityReport
+
+REPO = Path(__file__).resolve().parents[2]
+PROVIDERS = ("posthog", "mixpanel", "amplitude", "webhook")
+USER = "user-secrets-0001"
+
+#: Our own secrets, beside DEMO_KEYS: Mixpanel's project secret (events then go to /import with
+#: HTTP Basic auth) and a token carried in the webhook URL's query.
+MIXPANEL_SECRET = "mp-api-secret-6b1d9e20"
+MIXPANEL_BASIC = base64.b64encode(f"{MIXPANEL_SECRET}:".encode()).decode()
+URL_TOKEN = "url-token-3f9c1a77"
+WEBHOOK_TOKEN = DEMO_KEYS["TRACKING_WEBHOOK_AUTH"].partition(" ")[2]
+WEBHOOK_KEY = DEMO_KEYS["TRACKING_WEBHOOK_SECRET"].removeprefix("whsec_")
+
+SECRETS: tuple[str, ...] = (
+    *DEMO_KEYS.values(),
+    WEBHOOK_TOKEN,
+    WEBHOOK_KEY,
+    MIXPANEL_SECRET,
+    MIXPANEL_BASIC,
+    URL_TOKEN,
+)
+
+
+def leaks(text: str, secrets: Sequence[str] = SECRETS) -> list[str]:
+    """The secrets found in `text`."""
+    return [secret for secret in secrets if secret in text]
+
+
+@pytest.fixture(scope="module")
+def destinations() -> Iterator[dict[str, Destination]]:
+    """The four fakes, Mixpanel's expecting the project secret on /import; served once."""
+    found = {d.provider: d for d in builtin_destinations()}
+    found["mixpanel"].fake.api_secret = MIXPANEL_SECRET
+    for destination in found.values():
+        destination.server.start()
+    try:
+        yield found
+    finally:
+        for destination in found.values():
+            destination.server.stop()
+
+
+def environment(destinations: Mapping[str, Destination]) -> dict[str, str | None]:
+    """Every secret set, debug on, the four providers pointed at their fakes."""
+    env: dict[str, str | None] = {
+        name: None
+        for name in os.environ
+        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_"))
+    }
+    env.update(DEMO_KEYS)
+    env["MIXPANEL_API_SECRET"] = MIXPANEL_SECRET
+    env["TRACKING_PROVIDERS"] = ",".join(PROVIDERS)
+    env["TRACKING_DISABLED"] = "0"
+    env["TRACKING_DEBUG"] = "1"
+    env["TRACKING_RETRY_BACKOFF"] = "0.01"
+    env["TRACKING_RETRY_BACKOFF_MAX"] = "0.02"
+    for destination in destinations.values():
+        env.update(destination.environment(destination.server.url))
+    env["TRACKING_WEBHOOK_URL"] = (
+        destinations["webhook"].server.url + f"/hooks/analytics?token={URL_TOKEN}"
+    )
+    return env
+
+
+def capture_everything(caplog: pytest.LogCaptureFixture) -> None:
+    """DEBUG on the root logger and on the loggers that may have their own level."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("tracking_core", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
+def all_log_text(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured line, formatted with tracebacks, plus each raw message and its args."""
+    parts = [caplog.text]
+    for record in caplog.records:
+        parts.append(record.getMessage())
+        parts.append(repr(record.args))
+    return "\n".join(parts)
+
+
+def counted_ends(stats: tc.ProviderStats) -> int:
+    return stats.delivered + sum(stats.dropped.values())
+
+
+#: What each destination echoes back: its own provider's secrets (a provider can only mask
+#: the secrets it holds).
+OWN_SECRETS: dict[str, tuple[str, ...]] = {
+    "posthog": (DEMO_KEYS["POSTHOG_API_KEY"],),
+    "mixpanel": (DEMO_KEYS["MIXPANEL_TOKEN"], MIXPANEL_SECRET, MIXPANEL_BASIC),
+    "amplitude": (DEMO_KEYS["AMPLITUDE_API_KEY"],),
+    "webhook": (
+        DEMO_KEYS["TRACKING_WEBHOOK_AUTH"],
+        DEMO_KEYS["TRACKING_WEBHOOK_SECRET"],
+        WEBHOOK_KEY,
+        f"token={URL_TOKEN}",  # the URL's query as a whole
+    ),
+}
+
+
+def echoing_retries(destinations: Mapping[str, Destination]) -> None:
+    """Script each fake to answer the next two requests with a 503 echoing its secrets."""
+    retry = {"Retry-After": "0"}
+    for name, destination in destinations.items():
+        echo = " ".join(OWN_SECRETS[name])
+        bodies: dict[str, Any] = {
+            "posthog": f"overloaded ({echo})",
+            "mixpanel": {"error": f"down ({echo})", "status": 0},
+            "amplitude": {"code": 503, "error": echo},
+            "webhook": {"code": "unavailable", "message": echo},
+        }
+        destination.fake.fail_next(Reply(503, bodies[name], retry), 2)
+
+
+def echoing_rejections(destinations: Mapping[str, Destination]) -> None:
+    """Script each fake to refuse the next request with a 4xx whose body echoes its secrets."""
+    replies = {
+        "posthog": lambda echo: Reply(401, f"API key is not valid: {echo}"),
+        "mixpanel": lambda echo: Reply(401, {"code": 401, "error": f"Invalid credentials {echo}"}),
+        "amplitude": lambda echo: Reply(400, {"code": 400, "error": f"Invalid API key: {echo}"}),
+        "webhook": lambda echo: Reply(401, {"code": "unauthorized", "message": f"want {echo}"}),
+    }
+    for name, destination in destinations.items():
+        destination.fake.fail_next(replies[name](" ".join(OWN_SECRETS[name])))
+
+
+def objects_an_application_sees() -> list[Any]:
+    """Providers, their settings, the engine's settings, counters and plugin reports."""
+    from tracking_amplitude.provider import AmplitudeSettings
+    from tracking_mixpanel.provider import MixpanelSettings
+    from tracking_posthog.provider import PostHogSettings
+    from tracking_webhook.provider import WebhookSettings
+
+    engine = runtime().engine
+    seen: list[Any] = [
+        tc.tracking_stats(),
+        tc.discover_tracking_providers(),
+        engine.settings,
+        EngineSettings.from_environ(),
+    ]
+    for lane in engine.lanes:
+        seen += [lane, lane.provider, getattr(lane.provider, "settings", None)]
+    for settings_class in (PostHogSettings, MixpanelSettings, AmplitudeSettings, WebhookSettings):
+        seen.append(settings_class.from_environ(os.environ))
+    return seen
+
+
+def test_no_secret_in_logs_reprs_or_stats_through_delivery_retries_and_rejections(
+    destinations: dict[str, Destination],
+    tracking_env: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+    reliability_report: ReliabilityReport,
+) -> None:
+    capture_everything(caplog)
+    tracking_env(**environment(destinations))
+    assert sorted(tc.list_tracking_providers()) == sorted(PROVIDERS)
+
+    # Delivery (events and identifies, every route).
+    for i in range(5):
+        tc.track("Secret Check", {"i": i}, user_id=USER)
+    tc.identify(USER, {"plan": "pro"})
+    assert tc.flush_tracking(15)
+    # Retries, then a 4xx rejection, every answer echoing the provider's secrets.
+    echoing_retries(destinations)
+    tc.track("Retried", {"n": 1}, user_id=USER)
+    assert tc.flush_tracking(15)
+    echoing_rejections(destinations)
+    tc.track("Rejected", {"n": 2}, user_id=USER)
+    assert tc.flush_tracking(15)
+
+    stats = tc.tracking_stats()
+    for name in PROVIDERS:
+        s = stats[name]
+        assert s.delivered == 7, (name, s)
+        assert s.retried >= 1, (name, s)
+        assert s.dropped.get(tc.DropReason.REJECTED) == 1, (name, s)
+        assert s.accepted == counted_ends(s) == 8, (name, s)
+        assert s.last_error is not None and leaks(s.last_error) == [], (name, s.last_error)
+
+    text = all_log_text(caplog)
+    # Not vacuous: the debug lines, the HTTP library's own DEBUG lines and the rejections were
+    # logged, and the echoed secrets were masked rather than left out.
+    assert "sent" in text and "attempt" in text
+    assert any(r.name.startswith(("httpx", "httpcore")) for r in caplog.records)
+    rejected = [r.getMessage() for r in caplog.records if "(rejected)" in r.getMessage()]
+    assert len(rejected) == 4, rejected
+    assert all("***" in line for line in rejected), rejected
+    assert leaks(text) == []
+
+    for thing in objects_an_application_sees():
+        assert leaks(repr(thing)) == [], type(thing)
+        assert leaks(str(thing)) == [], type(thing)
+
+    lost = sum(s.accepted - counted_ends(s) - s.queued for s in stats.values())
+    assert lost == 0
+    reliability_report.add(
+        "secrets: debug logging through delivery, retries and 4xx",
+        "4 providers, 8 calls each: 6 delivered at once, 1 after two 503s, 1 refused by a "
+        "4xx; every failed answer echoes the provider's secrets",
+        "no key, token, signing secret or Authorization value in any log line (httpx and "
+        "httpcore included), repr or counter; echoed secrets masked as ***",
+        lost,
+    )
+
+
+def test_a_key_echoed_in_a_response_header_is_masked_too(
+    destinations: dict[str, Destination],
+    tracking_env: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    capture_everything(caplog)
+    tracking_env(**environment(destinations))
+    assert "posthog" in tc.list_tracking_providers()
+    key = DEMO_KEYS["POSTHOG_API_KEY"]
+    destinations["posthog"].fake.fail_next(
+        Reply(503, "busy", {"Retry-After": "0", "X-Echo-Api-Key": key})
+    )
+    tc.track("Header Echo", user_id=USER)
+    assert tc.flush_tracking(15)
+    assert tc.tracking_stats()["posthog"].retried == 1
+    assert leaks(all_log_text(caplog), (key,)) == []
+
+
+def test_a_webhook_url_token_echoed_alone_is_masked(
+    destinations: dict[str, Destination],
+    tracking_env: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    capture_everything(caplog)
+    tracking_env(**environment(destinations))
+    assert "webhook" in tc.list_tracking_providers()
+    destinations["webhook"].fake.fail_next(
+        Reply(401, {"code": "unauthorized", "message": f"unknown token {URL_TOKEN}"})
+    )
+    tc.track("Token Echo", user_id=USER)
+    assert tc.flush_tracking(15)
+    stats = tc.tracking_stats()["webhook"]
+    assert stats.dropped.get(tc.DropReason.REJECTED) == 1
+    assert leaks(f"{stats.last_error}\n{all_log_text(caplog)}", (URL_TOKEN,)) == []
+
+
+BAD_SECRETS: dict[str, tuple[dict[str, str | None], str, str]] = {
+    # id: (environment changes, variable named, secret that must not show)
+    "posthog-personal-key": (
+        {"POSTHOG_API_KEY": "phx_personal_secret_c0ffee01"},
+        "POSTHOG_API_KEY",
+        "personal_secret_c0ffee01",
+    ),
+    "posthog-key-too-long": (
+        {"POSTHOG_API_KEY": "phc_" + "long-secret-c0ffee02" * 4},
+        "POSTHOG_API_KEY",
+        "long-secret-c0ffee02",
+    ),
+    "posthog-key-not-ascii": (
+        {"POSTHOG_API_KEY": "phc_sécret-c0ffee03"},
+        "POSTHOG_API_KEY",
+        "sécret-c0ffee03",
+    ),
+    "webhook-secret-not-base64": (
+        {"TRACKING_WEBHOOK_SECRET": "whsec_!!bad-secret-c0ffee04"},
+        "TRACKING_WEBHOOK_SECRET",
+        "bad-secret-c0ffee04",
+    ),
+    "webhook-auth-two-lines": (
+        {"TRACKING_WEBHOOK_AUTH": "Bearer tok-c0ffee05\nX-Injected: 1"},
+        "TRACKING_WEBHOOK_AUTH",
+        "tok-c0ffee05",
+    ),
+    "webhook-auth-and-url-credentials": (
+        {"TRACKING_WEBHOOK_URL": "https://hookuser:hook-pass-c0ffee06@example.com/in"},
+        "TRACKING_WEBHOOK_AUTH",
+        "hook-pass-c0ffee06",
+    ),
+    "mixpanel-partial-service-account": (
+        {
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": "sa-user-c0ffee07",
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": "sa-secret-c0ffee07",
+        },
+        "MIXPANEL_PROJECT_ID",
+        "sa-secret-c0ffee07",
+    ),
+}
+
+
+@pytest.mark.parametrize("changes, variable, secret", BAD_SECRETS.values(), ids=list(BAD_SECRETS))
+def test_a_malformed_secret_is_named_never_shown(
+    destinations: dict[str, Destination],
+    tracking_env: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+    changes: dict[str, str | None],
+    variable: str,
+    secret: str,
+) -> None:
+    from tracking_mixpanel.provider import MixpanelSettings
+    from tracking_posthog.provider import PostHogSettings
+    from tracking_webhook.provider import WebhookSettings
+
+    capture_everything(caplog)
+    env = {**environment(destinations), **changes}
+    tracking_env(**env)
+    names = tc.list_tracking_providers()
+    assert len(names) == 3  # only the misconfigured provider is off
+    reports = tc.discover_tracking_providers()
+    errors = [report.error for report in reports if report.error]
+    assert len(errors) == 1 and variable in errors[0]
+
+    # The exception an application gets when it reads the settings itself.
+    messages: list[str] = []
+    for settings_class in (PostHogSettings, MixpanelSettings, WebhookSettings):
+        try:
+            settings_class.from_environ(os.environ)
+        except tc.SettingsError as exc:
+            messages += [str(exc), repr(exc), repr(exc.args), exc.variable, exc.problem]
+    assert any(variable in message for message in messages)
+
+    text = "\n".join([all_log_text(caplog), repr(reports), *messages])
+    assert variable in text
+    assert leaks(text, (*SECRETS, secret)) == []
+
+
+def _tracking_command() -> list[str]:
+    script = shutil.which("tracking", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "tracking_core"]
+
+
+def _run_cli(
+    args: Sequence[str], env: Mapping[str, str | None]
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k not in env}
+    full.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run(
+        [*_tracking_command(), *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_the_cli_never_prints_a_secret(destinations: dict[str, Destination]) -> None:
+    env = environment(destinations)
+
+    listing = _run_cli(["providers"], env)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.count("enabled") >= 4
+    assert "set (hidden)" in listing.stdout
+
+    as_json = _run_cli(["providers", "--json"], env)
+    assert as_json.returncode == 0, as_json.stderr
+    plugins = {p["entry_point"]: p for p in json.loads(as_json.stdout)["plugins"]}
+    assert all(plugins[name]["enabled"] for name in PROVIDERS)
+
+    sent = _run_cli(["send", "CLI Check", "--prop", "plan=pro", "--user-id", USER], env)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert sent.stdout.count("delivered") == 4
+    assert "sent 1 items" in sent.stderr  # TRACKING_DEBUG's lines, on stderr
+
+    destinations["posthog"].fake.fail_next(
+        Reply(401, f"API key is not valid: {DEMO_KEYS['POSTHOG_API_KEY']}")
+    )
+    refused = _run_cli(["send", "CLI Refused", "--user-id", USER, "--timeout", "10"], env)
+    assert refused.returncode == 1
+    posthog_line = next(line for line in refused.stdout.splitlines() if "posthog" in line)
+    assert "dropped" in posthog_line and "***" in posthog_line
+
+    for result in (listing, as_json, sent, refused):
+        assert leaks(result.stdout + result.stderr) == [], result.args
+
+
+def test_the_cli_does_not_print_credentials_in_a_host_url(
+    destinations: dict[str, Destination],
+) -> None:
+    env = environment(destinations)
+    password = "proxy-pass-c0ffee08"
+    env["MIXPANEL_HOST"] = destinations["mixpanel"].server.url.replace(
+        "http://", f"http://proxyuser:{password}@"
+    )
+    listing = _run_cli(["providers"], env)
+    assert listing.returncode == 0
+    assert "MIXPANEL_HOST" in listing.stdout
+    assert password not in listing.stdout + listing.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS verification cannot be turned off
+# ---------------------------------------------------------------------------------------------
+
+#: Variables a user might try in order to turn verification off; none may have any effect.
+INSECURE_SWITCHES = {
+    "TRACKING_INSECURE": "1",
+    "TRACKING_TLS_VERIFY": "0",
+    "TRACKING_SSL_VERIFY": "false",
+    "TRACKING_VERIFY_SSL": "0",
+    "POSTHOG_INSECURE": "1",
+    "HTTPX_VERIFY": "0",
+    "PYTHONHTTPSVERIFY": "0",
+    "CURL_CA_BUNDLE": "",
+    "REQUESTS_CA_BUNDLE": "",
+}
+
+
+def _transports(client: Any) -> list[Any]:
+    """The httpx transports a provider sends through: itself when it is a bare transport, or an
+    httpx.Client's own transport and those it mounts (proxies from the environment)."""
+    if hasattr(client, "_pool"):
+        return [client]
+    found = [client._transport]
+    found += [t for t in getattr(client, "_mounts", {}).values() if t is not None]
+    return found
+
+
+def test_every_builtin_provider_client_verifies_certificates(
+    destinations: dict[str, Destination], tracking_env: Callable[..., None]
+) -> None:
+    env = {**environment(destinations), **INSECURE_SWITCHES}
+    tracking_env(**env)
+    assert sorted(tc.list_tracking_providers()) == sorted(PROVIDERS)
+    tc.track("TLS Check", user_id=USER)  # the first request creates each provider's client
+    assert tc.flush_tracking(15)
+    lanes = {lane.name: lane for lane in runtime().engine.lanes}
+    assert sorted(lanes) == sorted(PROVIDERS)
+    for name, lane in lanes.items():
+        assert tc.tracking_stats()[name].delivered >= 1
+        client = lane.provider._client
+        assert client is not None, f"{name} made no HTTP client"
+        contexts = [t._pool._ssl_context for t in _transports(client)]
+        assert contexts, name
+        for context in contexts:
+            assert isinstance(context, ssl.SSLContext)
+            assert context.verify_mode == ssl.CERT_REQUIRED, name
+            assert context.check_hostname is True, name
+        assert getattr(client, "follow_redirects", False) is False, name
+
+
+_SOURCES = [REPO / "tracking_core", *sorted((REPO / "providers").glob("*/tracking_*"))]
+_DISABLING = re.compile(
+    r"verify\s*=\s*(False|0|None|os\.|env)|CERT_NONE|check_hostname\s*=\s*False"
+    r"|_create_unverified_context|ssl\._create_default_https_context"
+)
+_SWITCH_NAME = re.compile(r"""["'][A-Z0-9_]*(VERIFY|INSECURE)[A-Z0-9_]*["']""")
+
+
+def test_no_setting_in_the_code_can_disable_tls_verification() -> None:
+    files = [path for root in _SOURCES for path in sorted(root.rglob("*.py"))]
+    assert len(files) >= 20 and any(p.name == "http.py" for p in files)
+    offences = []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if _DISABLING.search(line) or _SWITCH_NAME.search(line):
+                offences.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offences == []
+    http_source = (REPO / "tracking_core" / "http.py").read_text(encoding="utf-8")
+    assert "verify=True" in http_source
+
+
+class TlsServer:
+    """A loopback HTTPS server with a self-signed certificate that answers ``200`` to anything;
+    it counts the TLS handshakes that succeeded and failed."""
+
+    def __init__(self, certfile: Path, keyfile: Path) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(certfile, keyfile)
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self.port = self._socket.getsockname()[1]
+        self.handshakes = 0
+        self.refused = 0
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with raw:
+                raw.settimeout(5)
+                try:
+                    conn = self._context.wrap_socket(raw, server_side=True)
+                except (ssl.SSLError, OSError):
+                    self.refused += 1
+                    continue
+                self.handshakes += 1
+                with conn, contextlib.suppress(OSError):
+                    self.requests.append(self._read_request(conn))
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    )
+
+    @staticmethod
+    def _read_request(conn: ssl.SSLSocket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        length = int(match.group(1)) if match else 0
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+
+    def wait_for(self, predicate: Callable[[TlsServer], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._socket.close()
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> Iterator[tuple[TlsServer, Path]]:
+    """A `TlsServer` with a fresh self-signed certificate for 127.0.0.1, and that certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,digitalSignature",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server = TlsServer(cert, key)
+    try:
+        yield server, cert
+    finally:
+        server.close()
+
+
+def _posthog_over_tls(server: TlsServer, tracking_env: Callable[..., None], **extra: str) -> None:
+    env: dict[str, str | None] = {
+        name: None
+        for name in os.environ
+        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_", "SSL_CERT_"))
+    }
+    env.update(
+        {
+            "POSTHOG_API_KEY": DEMO_KEYS["POSTHOG_API_KEY"],
+            "POSTHOG_HOST": f"https://127.0.0.1:{server.port}",
+            "TRACKING_PROVIDERS": "posthog",
+            "TRACKING_MAX_ATTEMPTS": "2",
+            "TRACKING_RETRY_BACKOFF": "0.01",
+            **INSECURE_SWITCHES,
+            **extra,
+        }
+    )
+    tracking_env(**env)
+    assert tc.list_tracking_providers() == ["posthog"]
+    tc.track("TLS Check", user_id=USER)
+    assert tc.flush_tracking(15)
+
+
+def test_a_self_signed_certificate_is_refused(
+    self_signed: tuple[TlsServer, Path], tracking_env: Callable[..., None]
+) -> None:
+    server, _cert = self_signed
+    _posthog_over_tls(server, tracking_env)
+    stats = tc.tracking_stats()["posthog"]
+    assert stats.delivered == 0
+    assert dict(stats.dropped) == {tc.DropReason.RETRIES_EXHAUSTED: 1}
+    assert "ConnectError" in (stats.last_error or "")
+    assert server.wait_for(lambda s: s.refused >= 2)
+    assert server.refused == 2 and server.handshakes == 0
+    assert server.requests == []  # not a byte of the batch (or its key) left the process
+
+
+def test_a_trusted_certificate_is_accepted(
+    self_signed: tuple[TlsServer, Path], tracking_env: Callable[..., None]
+) -> None:
+    """The control: the same server is fine once its certificate is trusted (SSL_CERT_FILE,
+    the supported way to trust a private CA), so the refusal above is verification at work."""
+    server, cert = self_signed
+    _posthog_over_tls(server, tracking_env, SSL_CERT_FILE=str(cert))
+    stats = tc.tracking_stats()["posthog"]
+    assert stats.delivered == 1, stats
+    assert server.handshakes >= 1 and server.refused == 0
+    assert server.requests and server.requests[0].startswith(b"POST /batch/ HTTP/1.1")
+
+
+def test_the_secrets_checked_are_distinctive() -> None:
+    """They cannot occur by chance in ordinary output, so a hit is a leak."""
+    assert all(len(secret) >= 12 for secret in SECRETS)
+    assert len(set(SECRETS)) == len(SECRETS)
+    echoed = {secret for values in OWN_SECRETS.values() for secret in values}
+    assert set(SECRETS) <= echoed | {WEBHOOK_TOKEN, URL_TOKEN}
