@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version__, json_safe
+from tracking_core.event import PLACEHOLDER_IDS, usable_id
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
@@ -61,6 +62,7 @@ INVALID_IDS = frozenset(
         "-1",
     }
 )
+_NOT_IDS = INVALID_IDS | PLACEHOLDER_IDS
 #: Seconds Amplitude asks throttled users/devices to pause after a 429 (it sends no Retry-After).
 THROTTLE_PAUSE = 30.0
 
@@ -115,8 +117,8 @@ def _millis(when: _dt.datetime) -> int:
 
 
 def _usable(value: str | None) -> str | None:
-    """`value` unless it is absent, empty or a placeholder Amplitude refuses."""
-    return value if value is not None and value.strip().lower() not in INVALID_IDS else None
+    """`value` unless it is absent, empty or a placeholder Amplitude (or anyone) refuses."""
+    return usable_id(value, _NOT_IDS)
 
 
 def _short_route(route: str) -> int | None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core import __version__ as core_version
+from tracking_core.event import PLACEHOLDER_IDS as COMMON_PLACEHOLDERS
+from tracking_core.event import usable_id
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
@@ -92,15 +94,17 @@ ROUTE_EVENTS = "events"
 ROUTE_ENGAGE = "engage"
 
 
+# What the provider treats as "no id": Mixpanel's refused values and the common ones.
+_NOT_IDS = PLACEHOLDER_IDS | COMMON_PLACEHOLDERS
+
+
 def _is_placeholder(value: str) -> bool:
     return value.strip().lower() in PLACEHOLDER_IDS
 
 
 def _usable_id(value: str | None) -> str | None:
     """`value`, or None when it is absent, empty or a placeholder Mixpanel would refuse."""
-    if value is None or not value.strip() or _is_placeholder(value):
-        return None
-    return value
+    return usable_id(value, _NOT_IDS)
 
 
 def insert_id_for(event_id: str) -> str:
