@@ -25,18 +25,15 @@ from __future__ import annotations
 import abc
 import base64
 import dataclasses
-import email.utils
 import gzip
 import json
 import logging
 import math
 import os
-import random
 import socket
 import threading
 import time
 import urllib.parse
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._log import logger, rate_limited, redact
 from ._version import __version__
 from .engine import DeliveryControl, DropReason, Item
-from .event import TrackingEvent, TrackingIdentify, json_safe
+from .event import TrackingEvent, TrackingIdentify, json_safe, uuid4_strings
 
 if TYPE_CHECKING:
     import httpx
@@ -126,6 +123,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         seconds = float(value)
     except ValueError:
         try:
+            import email.utils  # ~10 ms of imports, only for a Retry-After given as a date
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
@@ -135,6 +134,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _jitter() -> float:
+    """A uniform random fraction in [0, 1) for full-jitter backoff (no `random` import)."""
+    return int.from_bytes(os.urandom(7), "big") / (1 << 56)
 
 
 class SkipItem(Exception):
@@ -374,7 +378,7 @@ class HttpProvider(abc.ABC):
             groups.setdefault(wire.route, []).append(data)
         for route, datas in groups.items():
             limits = self.limits(route)
-            overhead = len(self.build_request(route, [], str(uuid.uuid4())).body) + 64
+            overhead = len(self.build_request(route, [], uuid4_strings(1)[0]).body) + 64
             chunk: list[bytes] = []
             size = overhead
             for data in datas:
@@ -405,7 +409,7 @@ class HttpProvider(abc.ABC):
         work: list[list[bytes]],
     ) -> None:
         settings = control.settings
-        batch_id = str(uuid.uuid4())
+        batch_id = uuid4_strings(1)[0]
         started = time.monotonic()
         attempt = 0
         while batch:
@@ -474,7 +478,7 @@ class HttpProvider(abc.ABC):
                 ceiling = min(
                     settings.retry_backoff_max, settings.retry_backoff * 2 ** (attempt - 1)
                 )
-                delay = random.uniform(0, ceiling)
+                delay = ceiling * _jitter()
             elapsed = time.monotonic() - started
             if attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
                 self._give_up(
