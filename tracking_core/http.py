@@ -347,6 +347,7 @@ class HttpProvider(abc.ABC):
     def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
         """Encode `items`, group them by route, cut requests by the limits, and send them."""
         groups: dict[str, list[bytes]] = {}
+        limits_of: dict[str, Limits] = {}  # limits() is asked once per route and batch
         for item in items:
             try:
                 wire = self.encode(item)
@@ -364,7 +365,10 @@ class HttpProvider(abc.ABC):
                     type(exc).__name__,
                 )
                 continue
-            limit = self.limits(wire.route).max_item_bytes
+            route_limits = limits_of.get(wire.route)
+            if route_limits is None:
+                route_limits = limits_of[wire.route] = self.limits(wire.route)
+            limit = route_limits.max_item_bytes
             if len(data) > limit:
                 control.dropped(DropReason.TOO_LARGE, 1)
                 self.warn(
@@ -377,7 +381,7 @@ class HttpProvider(abc.ABC):
                 continue
             groups.setdefault(wire.route, []).append(data)
         for route, datas in groups.items():
-            limits = self.limits(route)
+            limits = limits_of[route]
             overhead = len(self.build_request(route, [], uuid4_strings(1)[0]).body) + 64
             chunk: list[bytes] = []
             size = overhead
