@@ -552,7 +552,7 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def environment(args: argparse.Namespace, argv: Sequence[str]) -> str:
+def environment(args: argparse.Namespace, argv: Sequence[str], loads: Sequence[float]) -> str:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -585,6 +585,9 @@ def environment(args: argparse.Namespace, argv: Sequence[str]) -> str:
             f"- machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
             f"{platform.release()}",
             f"- Python: {platform.python_implementation()} {platform.python_version()}",
+            "- load average (1 min) before and after the run: "
+            + " / ".join(f"{load:.2f}" for load in loads)
+            + " (other work on the machine skews the numbers)",
             f"- packages: {', '.join(versions)}",
             f"- command: `{command}`",
         ]
@@ -592,6 +595,15 @@ def environment(args: argparse.Namespace, argv: Sequence[str]) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------
+
+
+def _load_average() -> float:
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -646,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = [SPECS[k] for k in keys]
     results: Results = {}
     failed = False
+    loads = [_load_average()]
     receiver = Receiver()
     try:
         if args.capacity_seconds > 0:
@@ -668,8 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.setdefault(mode, {})[spec.key] = result
     finally:
         receiver.stop()
+    loads.append(_load_average())
     text = "\n".join(
-        ["## Environment", "", environment(args, argv), "", report(results, specs, args)]
+        ["## Environment", "", environment(args, argv, loads), "", report(results, specs, args)]
     )
     print(text)
     if args.output:
