@@ -187,3 +187,27 @@ def test_import_starts_no_thread_and_idle_workers_do_not_poll(tmp_path: Path) ->
     cpu, threads = result.stdout.split()
     assert int(threads) == 3  # main, dispatcher, one worker
     assert float(cpu) < 0.05  # a polling loop would burn far more in a second
+
+
+def test_workers_start_with_the_dispatcher_not_at_exit(tmp_path: Path) -> None:
+    # Python 3.12 cannot start a thread while the interpreter exits, so no lane may wait for its
+    # first event to start its worker: that event may arrive only during the exit flush.
+    result = run(
+        """
+        import threading
+        class Quiet:
+            def __init__(self, name):
+                self.name = name
+            def track(self, event):
+                pass
+        tc.register_tracking_provider(Quiet("early"))
+        tc.track("first")  # starts the dispatcher, and with it every registered lane
+        names = {t.name for t in threading.enumerate()}
+        tc.register_tracking_provider(Quiet("late"))  # registered while running: starts at once
+        later = {t.name for t in threading.enumerate()}
+        print("tracking-early" in names, "tracking-late" in later)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]

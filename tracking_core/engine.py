@@ -318,10 +318,29 @@ class Lane:
         self.counters.drop(DropReason.BAD_INPUT)
 
     def _start(self) -> None:
+        # The caller holds the lock.
         target = self._run_batched if self.batching else self._run_plain
         thread = threading.Thread(target=target, name=f"tracking-{self.name}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12 refuses new threads once the interpreter is exiting. What waits here
+            # is counted as dropped (shutdown) when the exit flush's budget runs out.
+            rate_limited.log(
+                logging.ERROR,
+                f"no_thread:{self.name}",
+                "tracking: cannot start a worker for %s while the interpreter exits",
+                self.name,
+            )
+            return
         self._thread = thread
-        thread.start()
+
+    def ensure_started(self) -> None:
+        """Start the worker now (the engine starts every lane with the dispatcher, so that
+        no thread has to be created at interpreter exit)."""
+        with self._cond:
+            if self._thread is None:
+                self._start()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -600,6 +619,8 @@ class Engine:
             self.lanes = tuple(self._lanes.values())
         if old is not None:
             self._retire(old)
+        if self._dispatcher is not None:
+            lane.ensure_started()
         return old
 
     def remove(self, name: str) -> bool:
@@ -638,6 +659,11 @@ class Engine:
             thread = threading.Thread(target=self._dispatch, name="tracking-dispatch", daemon=True)
             self._dispatcher = thread
             thread.start()
+        # Workers start with the dispatcher, on first use, not with their first event: that
+        # event may only reach its lane during the exit flush, when Python 3.12 no longer lets
+        # a thread start.
+        for lane in self.lanes:
+            lane.ensure_started()
         self._arm_multiprocessing_exit()
 
     def _arm_multiprocessing_exit(self) -> None:
