@@ -469,10 +469,11 @@ class Lane:
                 continue
             try:
                 if isinstance(item, TrackingEvent):
-                    self._call(self.provider.track, item)
+                    self._call(self.provider.track, _read_only(item))
                 else:
                     assert isinstance(item, TrackingIdentify)
-                    self._call(self.provider.identify, item.user_id, item.traits)
+                    traits = types.MappingProxyType(item.traits)
+                    self._call(self.provider.identify, item.user_id, traits)
                 counters.delivered += 1
                 counters.last_error = None
             except Exception as exc:
@@ -552,6 +553,14 @@ class Lane:
                 counters.in_flight = 0
 
 
+def _read_only(event: TrackingEvent) -> TrackingEvent:
+    """The event with a read-only view of its properties, for a plain (custom) provider: one
+    event object is shared by every provider, so none may change what the others see."""
+    if type(event.properties) is dict:
+        return dataclasses.replace(event, properties=types.MappingProxyType(event.properties))
+    return event
+
+
 # Intake tuples, built on the caller's thread: as cheap as a tuple can be.
 #   ("t", name, properties dict | None, user_id, anonymous_id, time.time() float | datetime)
 #   ("i", user_id, traits dict | None, time.time() float)
@@ -564,7 +573,11 @@ def _build(item: tuple[Any, ...], event_id: str) -> Item:
         when = utc_from_timestamp(ts) if type(ts) is float else normalize_timestamp(ts)
         return TrackingEvent(
             name,
-            _EMPTY if not props else types.MappingProxyType(props),
+            # The snapshot dict itself: a read-only view per queued event would be one more
+            # object for the garbage collector to walk while a destination is slow. Plain
+            # providers get the view (see _read_only); batching providers are wire mappings
+            # that only read.
+            props or _EMPTY,
             when,
             user_id,
             anonymous_id,
@@ -573,7 +586,7 @@ def _build(item: tuple[Any, ...], event_id: str) -> Item:
     _, user_id, traits, ts = item
     return TrackingIdentify(
         user_id,
-        _EMPTY if not traits else types.MappingProxyType(traits),
+        traits or _EMPTY,
         utc_from_timestamp(ts),
         event_id,
     )

@@ -35,9 +35,10 @@ class TrackingEvent:
 
     Attributes:
         name: the event name, a non-empty string.
-        properties: a read-only shallow snapshot of the caller's properties (merged with any
+        properties: a shallow snapshot of the caller's properties (merged with any
             `tracking_context` properties). Values are as the caller gave them; use `json_safe`
-            to convert them for a wire format.
+            to convert them for a wire format. Plain providers receive a read-only view; the
+            snapshot is shared by every provider, so never change it.
         timestamp: when the event happened, an aware `datetime` in UTC.
         user_id: the identified user, if any.
         anonymous_id: an anonymous/device id, if any.
