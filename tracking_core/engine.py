@@ -197,10 +197,6 @@ class DeliveryControl:
     def settings(self) -> EngineSettings:
         return self._lane.settings
 
-    @property
-    def provider_name(self) -> str:
-        return self._lane.name
-
     def delivered(self, count: int) -> None:
         self._lane.counters.delivered += count
 

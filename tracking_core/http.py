@@ -59,31 +59,17 @@ __all__ = [
     "parse_retry_after",
 ]
 
-# The first request of any provider imports the HTTP stack on a worker thread. A fork in the
-# middle of that would leave the child with half-imported modules (or a held import lock), so
-# forks wait for it: the lock is taken before fork and released on both sides after.
+# A provider's first request imports the HTTP stack and builds its transport (SSL context,
+# certifi) on a worker thread. A fork in the middle of that would leave the child with
+# half-imported modules (or a held import lock), so forks wait for it: the lock is taken before
+# fork and released on both sides after.
 _STACK_LOCK = threading.Lock()
-_stack_ready = False
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_STACK_LOCK.acquire,
         after_in_parent=_STACK_LOCK.release,
         after_in_child=_STACK_LOCK.release,
     )
-
-
-def _load_http_stack() -> None:
-    """Import httpx and what its first connection needs, under `_STACK_LOCK`."""
-    global _stack_ready
-    with _STACK_LOCK:
-        if not _stack_ready:
-            import encodings.idna  # noqa: F401 - loaded lazily by the first connection
-
-            import httpcore  # noqa: F401
-            import httpx
-
-            httpx.HTTPTransport()  # builds the SSL context once (certifi, ssl)
-            _stack_ready = True
 
 
 #: Bodies at least this large are gzipped when the request allows it.
@@ -536,16 +522,19 @@ class HttpProvider(abc.ABC):
         # used without an httpx.Client: we follow no redirects, keep no cookies and need no
         # auth flows, and that layer costs about a third of each request's CPU time.
         if self._client is None or self._client_pid != pid:
-            _load_http_stack()
-            import httpx
+            with _STACK_LOCK:
+                import encodings.idna  # noqa: F401 - else loaded by the first connection
 
-            # After a fork the parent's connections are not ours: start afresh. TCP_NODELAY:
-            # a request goes out as headers then body; without it Nagle's algorithm can hold
-            # the body until the server's delayed ACK (~40 ms a request).
-            self._client = httpx.HTTPTransport(
-                verify=True,
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
+                import httpcore  # noqa: F401
+                import httpx
+
+                # After a fork the parent's connections are not ours: start afresh.
+                # TCP_NODELAY: a request goes out as headers then body; without it Nagle's
+                # algorithm can hold the body until the server's delayed ACK (~40 ms each).
+                self._client = httpx.HTTPTransport(
+                    verify=True,
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                )
             self._client_pid = pid
             _secret_mask.providers.add(self)
         return self._client
@@ -565,7 +554,7 @@ class HttpProvider(abc.ABC):
         attempt: int,
         control: DeliveryControl,
     ) -> Outcome:
-        _load_http_stack()
+        transport = self._http()  # first: it imports httpx under the fork lock
         import httpx
 
         headers = {
@@ -589,7 +578,7 @@ class HttpProvider(abc.ABC):
         status: int | None = None
         try:
             limits = {"connect": min(timeout, 5.0), "read": timeout, "write": timeout}
-            response = self._http().handle_request(
+            response = transport.handle_request(
                 httpx.Request(
                     "POST",
                     url,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import Protocol, runtime_checkable
 
 from .event import TrackingEvent
 
@@ -33,11 +33,3 @@ class TrackingProvider(Protocol):
     def track(self, event: TrackingEvent) -> Awaitable[None] | None:
         """Deliver one event."""
         ...
-
-
-def provider_methods(provider: Any) -> Mapping[str, bool]:
-    """Which optional methods `provider` has (used by the CLI and the conformance suite)."""
-    return {
-        method: callable(getattr(provider, method, None))
-        for method in ("track", "identify", "flush")
-    }
