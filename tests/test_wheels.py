@@ -16,14 +16,10 @@ import venv
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tracking_amplitude.fake import AmplitudeFake
-from tracking_mixpanel.fake import MixpanelFake
-from tracking_posthog.fake import PostHogFake
-from tracking_webhook.fake import WebhookFake
 
+from tracking_core.demo import DEMO_KEYS, builtin_destinations
 from tracking_core.receivers import LoopbackReceiver
 
 pytestmark = pytest.mark.slow
@@ -34,7 +30,6 @@ PACKAGES = [
     *(ROOT / "providers" / name for name in ("posthog", "mixpanel", "amplitude", "webhook")),
     ROOT / "examples" / "tracking-acme",
 ]
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture(scope="module")
@@ -101,26 +96,12 @@ def test_the_installed_wheels_come_from_the_venv(shipped: Path) -> None:
 
 
 def test_all_four_providers_deliver_every_event_exactly_once(shipped: Path) -> None:
-    fakes: dict[str, Any] = {
-        "posthog": PostHogFake("phc_wheel_test_key"),
-        "mixpanel": MixpanelFake("wheel-mixpanel-token"),
-        "amplitude": AmplitudeFake("wheel-amplitude-key"),
-        "webhook": WebhookFake(secret=WEBHOOK_SECRET, auth="Bearer wheel", path="/in"),
-    }
-    servers = {name: LoopbackReceiver(fake).start() for name, fake in fakes.items()}
+    destinations = builtin_destinations()  # the four vendor fakes, expecting DEMO_KEYS
+    env = dict(DEMO_KEYS, TRACKING_FLUSH_INTERVAL="0.2")
+    for destination in destinations:
+        destination.server.start()
+        env.update(destination.environment(destination.server.url))
     try:
-        env = {
-            "POSTHOG_API_KEY": "phc_wheel_test_key",
-            "POSTHOG_HOST": servers["posthog"].url,
-            "MIXPANEL_TOKEN": "wheel-mixpanel-token",
-            "MIXPANEL_HOST": servers["mixpanel"].url,
-            "AMPLITUDE_API_KEY": "wheel-amplitude-key",
-            "AMPLITUDE_HOST": servers["amplitude"].url,
-            "TRACKING_WEBHOOK_URL": servers["webhook"].url + "/in",
-            "TRACKING_WEBHOOK_AUTH": "Bearer wheel",
-            "TRACKING_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "TRACKING_FLUSH_INTERVAL": "0.2",
-        }
         result = run(
             shipped,
             """
@@ -163,26 +144,15 @@ def test_all_four_providers_deliver_every_event_exactly_once(shipped: Path) -> N
         ]
         expected = Counter(data["ids"])
         assert len(expected) == 1000
-        received = {
-            "posthog": [e["uuid"] for e in fakes["posthog"].events],
-            "mixpanel": [e["properties"]["$insert_id"] for e in fakes["mixpanel"].events],
-            "amplitude": [e["insert_id"] for e in fakes["amplitude"].events],
-            "webhook": [e["messageId"] for e in fakes["webhook"].events],
-        }
-        identified = {
-            "posthog": [e["distinct_id"] for e in fakes["posthog"].identifies],
-            "mixpanel": [e["$distinct_id"] for e in fakes["mixpanel"].identifies],
-            "amplitude": [e["user_id"] for e in fakes["amplitude"].identifies],
-            "webhook": [e["userId"] for e in fakes["webhook"].identifies],
-        }
         users = sorted(f"user-{u:04d}" for u in range(10))
-        for name in fakes:
-            assert Counter(received[name]) == expected, name
-            assert sorted(identified[name]) == users, name
-            assert len(servers[name].requests) < 200, f"{name} did not batch"
+        for destination in destinations:
+            name = destination.provider
+            assert Counter(destination.event_ids()) == expected, name
+            assert sorted(destination.identified_users()) == users, name
+            assert len(destination.server.requests) < 200, f"{name} did not batch"
     finally:
-        for server in servers.values():
-            server.stop()
+        for destination in destinations:
+            destination.server.stop()
 
 
 def test_the_example_package_is_discovered_only_when_configured(shipped: Path) -> None:
