@@ -7,14 +7,19 @@ fakes of the four vendors run here, on 127.0.0.1.
 
 from __future__ import annotations
 
+import email
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import textwrap
 import venv
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -33,16 +38,16 @@ PACKAGES = [
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv holding the built wheels; yields its python."""
-    root = tmp_path_factory.mktemp("shipped")
-    dist = root / "dist"
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel and the sdist of every package, built from this checkout."""
+    dist = tmp_path_factory.mktemp("dist")
     for package in PACKAGES:
         subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "build",
+                "--sdist",
                 "--wheel",
                 "--no-isolation",
                 "--outdir",
@@ -53,8 +58,15 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             capture_output=True,
             text=True,
         )
+    assert len(list(dist.glob("*.whl"))) == len(list(dist.glob("*.tar.gz"))) == len(PACKAGES)
+    return dist
+
+
+@pytest.fixture(scope="module")
+def shipped(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh venv holding the built wheels; yields its python."""
+    root = tmp_path_factory.mktemp("shipped")
     wheels = sorted(dist.glob("*.whl"))
-    assert len(wheels) == len(PACKAGES)
     venv.EnvBuilder(with_pip=True).create(root / "venv")
     python = root / "venv" / "bin" / "python"
     subprocess.run(
@@ -198,3 +210,92 @@ def test_the_installed_cli_lists_every_shipped_provider(shipped: Path) -> None:
         "posthog": "tracking-posthog",
         "webhook": "tracking-webhook",
     }
+
+
+# -- what each distribution says about itself ----------------------------------------------------
+
+#: A link target a long description may hold: absolute, or an anchor on the same page.
+ABSOLUTE = ("https://", "http://", "mailto:", "#")
+LINK_TARGETS = [
+    re.compile(r"\]\(\s*<?([^)\s>]*)"),  # [text](target), ![alt](target)
+    re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]*)", re.M),  # [label]: target
+    re.compile(r"""(?:href|src)\s*=\s*["']([^"']*)""", re.I),  # HTML
+]
+
+
+def link_targets(markdown: str) -> list[str]:
+    return [m.group(1) for pattern in LINK_TARGETS for m in pattern.finditer(markdown)]
+
+
+def member_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    assert handle is not None
+    return handle.read()
+
+
+def distributions(dist: Path) -> Iterator[tuple[str, Message, dict[str, bytes]]]:
+    """(file name, core metadata, {path inside: bytes}) for every wheel and sdist in `dist`."""
+    for wheel in sorted(dist.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+        (info,) = {name.split("/")[0] for name in files if ".dist-info/" in name}
+        metadata = email.message_from_bytes(files[f"{info}/METADATA"])
+        licenses = {
+            n.removeprefix(f"{info}/licenses/"): b for n, b in files.items() if "/licenses/" in n
+        }
+        yield wheel.name, metadata, licenses
+    for sdist in sorted(dist.glob("*.tar.gz")):
+        with tarfile.open(sdist) as archive:
+            members = {m.name: m for m in archive.getmembers() if m.isfile()}
+            top = sdist.name.removesuffix(".tar.gz")
+            read = {n.removeprefix(top + "/"): member_bytes(archive, m) for n, m in members.items()}
+        metadata = email.message_from_bytes(read["PKG-INFO"])
+        yield sdist.name, metadata, {n: b for n, b in read.items() if n == "LICENSE"}
+
+
+def test_every_distribution_ships_its_license_project_urls_and_absolute_links(dist: Path) -> None:
+    license_text = (ROOT / "LICENSE").read_bytes()
+    assert b"MIT License" in license_text
+    core = next(m for name, m, _ in distributions(dist) if name.startswith("tracking_core-"))
+    source = dict(url.split(", ", 1) for url in core.get_all("Project-URL", []))["Source"]
+    assert source.startswith("https://")
+    seen = links = 0
+    for name, metadata, licenses in distributions(dist):
+        seen += 1
+        assert metadata["License-Expression"] == "MIT", name
+        assert metadata.get_all("License-File") == ["LICENSE"], name
+        assert licenses == {"LICENSE": license_text}, name
+        urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL", []))
+        assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls), name
+        for url in urls.values():
+            assert url.startswith(source), (name, url)
+        description = metadata.get_payload()
+        assert isinstance(description, str)
+        assert metadata["Description-Content-Type"] == "text/markdown", name
+        targets = link_targets(description)
+        links += len(targets)
+        relative = [t for t in targets if not t.startswith(ABSOLUTE)]
+        assert not relative, f"{name}: relative links break off the repository: {relative}"
+        for target in targets:  # links into this repository name files that exist
+            for kind in ("/blob/main/", "/tree/main/"):
+                if target.startswith(source + kind):
+                    path = target.removeprefix(source + kind).split("#")[0]
+                    assert (ROOT / path).exists(), f"{name}: {target} names no file"
+    assert seen == 2 * len(PACKAGES)
+    assert links > 20  # the READMEs' links were found: the patterns work
+
+
+def test_the_link_check_sees_every_kind_of_relative_link() -> None:
+    text = (
+        "See [the docs](docs/api.md), ![logo](img/logo.png) and [up](../../README.md).\n"
+        "[ref]: docs/configuration.md\n"
+        '<a href="design.md">design</a> [ok](https://example.com/x) [here](#use-it)\n'
+    )
+    targets = link_targets(text)
+    assert [t for t in targets if not t.startswith(ABSOLUTE)] == [
+        "docs/api.md",
+        "img/logo.png",
+        "../../README.md",
+        "docs/configuration.md",
+        "design.md",
+    ]

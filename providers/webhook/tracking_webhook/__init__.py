@@ -62,8 +62,8 @@ def tracking_provider_settings() -> list[ProviderSetting]:
         ),
         ProviderSetting(
             SECRET_VAR,
-            "Standard Webhooks signing secret, 'whsec_<base64>' or raw text: adds "
-            "webhook-signature to every request.",
+            "Standard Webhooks signing secret, 'whsec_<base64>' (the form receivers' "
+            "verifiers read with the same text): adds webhook-signature to every request.",
             secret=True,
         ),
         ProviderSetting(

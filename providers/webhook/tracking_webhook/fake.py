@@ -60,6 +60,8 @@ from typing import Any
 
 from tracking_core.receivers import ReceivedRequest, Reply
 
+from .provider import signing_key
+
 __all__ = ["Attempt", "WebhookFake"]
 
 _ISO_8601 = re.compile(
@@ -137,19 +139,15 @@ def _parse_iso(value: Any) -> _dt.datetime | None:
         return None
 
 
-def _key_of(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret[len("whsec_") :])
-    return secret.encode("utf-8")
-
-
 class WebhookFake:
     """A strict Segment-batch + Standard Webhooks receiver for a `LoopbackReceiver` (see the
     module doc for every rule it enforces).
 
     Args:
-        secret: the signing secret (``whsec_<base64>`` or raw text); None: no signature check
-            (and a ``webhook-signature`` header is then refused as unexpected).
+        secret: the signing secret, ``whsec_<base64>`` read exactly as the provider and the
+            reference verifiers read it (`tracking_webhook.provider.signing_key`: any other
+            form raises ValueError); None: no signature check (and a ``webhook-signature``
+            header is then refused as unexpected).
         auth: the exact ``Authorization`` value required; None: not checked.
         path: the only path accepted (404 otherwise); None: any path.
         clock: the fake's Unix time, for the timestamp tolerance (injectable for tests).
@@ -200,14 +198,16 @@ class WebhookFake:
 
     @property
     def secret(self) -> str | None:
-        """The signing secret checked (None: signatures are not expected); may be changed."""
+        """The signing secret checked (None: signatures are not expected); may be changed.
+
+        Raises ValueError for a secret that is not ``whsec_<base64>``."""
         return self._secret
 
     @secret.setter
     def secret(self, value: str | None) -> None:
         with self._lock:
             self._secret = value
-            self._key = None if value is None else _key_of(value)
+            self._key = None if value is None else signing_key(value)
 
     # -- scripting ----------------------------------------------------------------------------
 

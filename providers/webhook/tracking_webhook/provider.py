@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
 import hmac
+import re
 import time
 import urllib.parse
 import uuid
@@ -67,7 +69,7 @@ __all__ = [
 URL_VAR = "TRACKING_WEBHOOK_URL"
 #: Sent verbatim as the ``Authorization`` header (``_FILE`` variant accepted).
 AUTH_VAR = "TRACKING_WEBHOOK_AUTH"
-#: Standard Webhooks signing secret, ``whsec_<base64>`` or raw text (``_FILE`` variant accepted).
+#: Standard Webhooks signing secret, ``whsec_<base64>`` (``_FILE`` variant accepted).
 SECRET_VAR = "TRACKING_WEBHOOK_SECRET"
 #: Messages per request.
 MAX_EVENTS_VAR = "TRACKING_WEBHOOK_MAX_EVENTS"
@@ -93,25 +95,41 @@ ANONYMOUS_NAMESPACE = uuid.UUID("0b7c5d1e-52a4-4f0a-9c0e-7d9f3f1a6b21")
 _UTC = _dt.timezone.utc
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret.
+#: How to make a secret, as said in every refusal of one.
+_MAKE_SECRET = (
+    'make one with: python -c "import base64, os; '
+    "print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+)
 
-    ``whsec_<base64>``: the base64-decoded bytes after the prefix (missing ``=`` padding is
-    tolerated). Anything else: the text's UTF-8 bytes. Raises ValueError, whose message never
-    holds the secret, for a ``whsec_`` value that is not valid base64 or decodes to nothing.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret, ``whsec_<base64>``: the decoded bytes.
+
+    The remainder is standard base64 (``A-Z a-z 0-9 + /``), with or without its ``=``
+    padding: exactly the forms that the reference verifiers (``standardwebhooks`` and ``svix``)
+    read as the same key from the same text, so a receiver verifies with the secret as it is.
+    Raises ValueError, whose message never holds the secret and says how to make a good one,
+    for anything else: raw text or a key without the prefix (those libraries would read other
+    bytes from it), the URL-safe alphabet, whitespace, or nothing after the prefix.
     """
     if not secret.startswith(SECRET_PREFIX):
-        return secret.encode("utf-8")
-    encoded = secret[len(SECRET_PREFIX) :]
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
         raise ValueError(
-            f"starts with {SECRET_PREFIX} but what follows is not valid base64"
-        ) from None
-    if not key:
-        raise ValueError(f"starts with {SECRET_PREFIX} but holds no key after it")
-    return key
+            f"must be {SECRET_PREFIX} followed by a base64 key, the form Standard Webhooks "
+            f"verifiers read the same way (a base64 key without the prefix: put {SECRET_PREFIX} "
+            f"in front of it); {_MAKE_SECRET}"
+        )
+    encoded = secret[len(SECRET_PREFIX) :]
+    if not encoded:
+        raise ValueError(f"starts with {SECRET_PREFIX} but holds no key after it; {_MAKE_SECRET}")
+    if _BASE64.fullmatch(encoded):
+        with contextlib.suppress(binascii.Error):  # e.g. a length no base64 text has
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    raise ValueError(
+        f"starts with {SECRET_PREFIX} but what follows is not standard base64 "
+        f"(A-Z, a-z, 0-9, + and /, optional = padding); {_MAKE_SECRET}"
+    )
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -172,7 +190,7 @@ class WebhookSettings:
     Attributes:
         url: the endpoint, exactly as configured (may carry credentials or a token).
         auth: the ``Authorization`` header value, or None.
-        secret: the signing secret as configured, or None (no signature).
+        secret: the signing secret as configured (``whsec_<base64>``), or None (no signature).
         key: the HMAC key derived from `secret` (see `signing_key`).
         max_events: messages per request.
         max_batch_bytes: bytes per request body.
@@ -192,8 +210,9 @@ class WebhookSettings:
         """Read the settings; None when ``TRACKING_WEBHOOK_URL`` (and its ``_FILE``) is unset.
 
         Raises `tracking_core.SettingsError`, naming the variable but never its value, for a
-        malformed URL, an Authorization value that cannot be a header, a ``whsec_`` secret
-        that is not base64, an unreadable ``_FILE``, or a limit that is not a whole number.
+        malformed URL, an Authorization value that cannot be a header, a secret that is not
+        ``whsec_<base64>`` (see `signing_key`), an unreadable ``_FILE``, or a limit that is not
+        a whole number.
         """
         url = _read_url(environ)
         if url is None:
