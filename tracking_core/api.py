@@ -226,8 +226,14 @@ def shutdown_tracking(timeout: float | None = None) -> bool:
 
 
 def tracking_stats() -> dict[str, ProviderStats]:
-    """Per registered provider, a snapshot of its counters (see `ProviderStats`)."""
-    return runtime().engine.stats()
+    """Per registered provider, a snapshot of its counters (see `ProviderStats`).
+
+    Like `list_tracking_providers()`, it first waits for plugin discovery (at most
+    ``TRACKING_FLUSH_TIMEOUT``), so that the providers it enables are listed.
+    """
+    engine = runtime().engine
+    engine.ensure_discovered(engine.settings.flush_timeout)
+    return engine.stats()
 
 
 @contextlib.contextmanager

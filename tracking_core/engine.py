@@ -86,6 +86,9 @@ class ProviderStats:
         last_status: the HTTP status of the latest answer (HTTP providers), or None.
         last_error: the latest failure, as text without secrets (an HTTP reason, or the
             exception type a plain provider raised), or None when the latest attempt succeeded.
+        conversions: values this provider's wire mapping could not send as given, by kind
+            (``key_collision``: two property keys became the same text, one value was kept;
+            ``unconvertible``: a value was replaced by a placeholder). The events were sent.
     """
 
     accepted: int
@@ -97,12 +100,16 @@ class ProviderStats:
     queued: int
     last_status: int | None = None
     last_error: str | None = None
+    conversions: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
 
 
 class _Counters:
     __slots__ = (
         "accepted",
         "batches",
+        "conversions",
         "delivered",
         "dropped",
         "failed",
@@ -122,9 +129,13 @@ class _Counters:
         self.batches = 0
         self.in_flight = 0
         self.dropped: dict[str, int] = {}
+        self.conversions: dict[str, int] = {}
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def note_conversion(self, kind: str) -> None:
+        self.conversions[kind] = self.conversions.get(kind, 0) + 1
 
 
 class _Flush:
@@ -192,6 +203,8 @@ class DeliveryControl:
 
     def __init__(self, lane: Lane) -> None:
         self._lane = lane
+        #: Items reported (delivered or dropped) during the current batch.
+        self.reported = 0
 
     @property
     def settings(self) -> EngineSettings:
@@ -199,11 +212,13 @@ class DeliveryControl:
 
     def delivered(self, count: int) -> None:
         self._lane.counters.delivered += count
+        self.reported += count
 
     def dropped(self, reason: str, count: int) -> None:
         """Count `count` items as dropped for `reason` (logged, rate-limited, by the caller)."""
         if count > 0:
             self._lane.counters.drop(reason, count)
+            self.reported += count
 
     def failed(self) -> None:
         self._lane.counters.failed += 1
@@ -250,9 +265,15 @@ class Lane:
         self.counters = _Counters()
         self.shutdown_deadline: float | None = None
         self._stopped_why: str | None = None
+        #: Set once the provider is unregistered (or replaced): the lane takes nothing new and
+        #: its worker, once it has finished what it holds, is never started again.
+        self.retired = False
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
+        # Made again when the engine starts (`refresh`): under gevent or eventlet, primitives
+        # made before monkey-patching (at import, or in a gunicorn --preload master) would
+        # block the whole process instead of one green thread.
         self._cond = threading.Condition(threading.Lock())
         # Items in order, and when each run of them arrived: [monotonic time, items left] per
         # offer. Keeping times per run, not per item, spares a tuple per event per provider
@@ -268,14 +289,44 @@ class Lane:
         self.counters = _Counters()
         self.shutdown_deadline = None
 
+    def refresh(self) -> None:
+        """Make the lane's lock anew, from the threading module as it is now (see
+        `_reset_runtime`). Only for a lane with no worker and nothing queued."""
+        if self._thread is None and not self._items:
+            self._cond = threading.Condition(threading.Lock())
+
+    def retire(self) -> _Stop:
+        """Stop taking events; the worker finishes what it holds and exits. Returns the stop
+        marker, done once it has."""
+        stop = _Stop()
+        stop.expect([self])
+        with self._cond:
+            self.retired = True
+        self.offer_control(stop)
+        return stop
+
+    def is_idle(self) -> bool:
+        """No worker running (it exited, or was never started)."""
+        thread = self._thread
+        return thread is None or not thread.is_alive()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the worker to exit; returns `is_idle()`."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, timeout))
+        return self.is_idle()
+
     # -- producer side (the dispatcher thread) --------------------------------------------
 
     def offer(self, items: Sequence[Item]) -> None:
         """Queue `items` (from the dispatcher), dropping what exceeds the queue's bound."""
         counters = self.counters
-        counters.accepted += len(items)
         full = 0
         with self._cond:
+            if self.retired:
+                return  # unregistered while the dispatcher was handing these out
+            counters.accepted += len(items)
             if self._stopped_why is not None:
                 counters.drop(DropReason.PROVIDER_STOPPED, len(items))
                 return
@@ -316,7 +367,9 @@ class Lane:
     def _start(self) -> None:
         # The caller holds the lock.
         target = self._run_batched if self.batching else self._run_plain
-        thread = threading.Thread(target=target, name=f"tracking-{self.name}", daemon=True)
+        thread = threading.Thread(
+            target=self._work, args=(target,), name=f"tracking-{self.name}", daemon=True
+        )
         try:
             thread.start()
         except RuntimeError:
@@ -335,7 +388,7 @@ class Lane:
         """Start the worker now (the engine starts every lane with the dispatcher, so that
         no thread has to be created at interpreter exit)."""
         with self._cond:
-            if self._thread is None:
+            if self._thread is None and not self.retired:
                 self._start()
 
     # -- state ------------------------------------------------------------------------------
@@ -357,6 +410,7 @@ class Lane:
             queued=queued + c.in_flight,
             last_status=c.last_status,
             last_error=c.last_error,
+            conversions=types.MappingProxyType(dict(c.conversions)),
         )
 
     def is_stopped(self) -> bool:
@@ -407,6 +461,22 @@ class Lane:
 
     # -- worker side ------------------------------------------------------------------------
 
+    def _work(self, loop: Callable[[], None]) -> None:
+        """The worker thread: the lane's run loop, which returns only after a stop marker.
+
+        The loops catch whatever a provider raises; this is the net under the engine's own
+        code, so that a bug there never leaves a lane without a worker for good.
+        """
+        try:
+            loop()
+        except BaseException:
+            logger.exception(
+                "tracking: %s's worker failed; it restarts on the next event", self.name
+            )
+            with self._cond:
+                self._thread = None
+                self.counters.in_flight = 0
+
     def _call(self, method: Callable[..., Any], *args: Any) -> None:
         result = method(*args)
         if result is not None and hasattr(result, "__await__"):
@@ -422,10 +492,17 @@ class Lane:
         if callable(flush) and self._stopped_why is None:
             try:
                 self._call(flush)
-            except Exception:
+            except BaseException as exc:  # SystemExit and CancelledError included
                 ok = False
                 self.counters.failed += 1
-                logger.exception("tracking: provider %r raised in flush()", self.name)
+                rate_limited.log(
+                    logging.ERROR,
+                    f"provider_error:{self.name}:flush",
+                    "tracking: provider %r raised %s in flush()",
+                    self.name,
+                    type(exc).__name__,
+                )
+                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
         control.finish(self, ok)
         if isinstance(control, _Stop):
             with self._cond:
@@ -472,7 +549,9 @@ class Lane:
                     self._call(self.provider.identify, item.user_id, traits)
                 counters.delivered += 1
                 counters.last_error = None
-            except Exception as exc:
+            except BaseException as exc:
+                # Whatever the provider raises (SystemExit, GeneratorExit, CancelledError and
+                # KeyboardInterrupt included) is its own failure: the lane carries on.
                 counters.failed += 1
                 counters.last_error = f"{type(exc).__name__} raised by the provider"
                 counters.drop(DropReason.PROVIDER_ERROR)
@@ -516,26 +595,42 @@ class Lane:
             else:
                 self._cond.wait()
 
+    def _batch_limit(self) -> int:
+        try:
+            limit = int(self.provider.batch_limit())
+        except BaseException as exc:
+            rate_limited.log(
+                logging.ERROR,
+                f"provider_error:{self.name}:batch_limit",
+                "tracking: provider %r raised %s in batch_limit(); using TRACKING_BATCH_SIZE",
+                self.name,
+                type(exc).__name__,
+            )
+            return max(1, self.settings.batch_size)
+        return max(1, min(self.settings.batch_size, limit))
+
     def _run_batched(self) -> None:
         control = DeliveryControl(self)
         counters = self.counters
         while True:
-            limit = max(1, min(self.settings.batch_size, self.provider.batch_limit()))
+            limit = self._batch_limit()
             with self._cond:
                 batch, marker = self._take_batch(limit)
             if marker is not None:
                 if self._finish_control(marker):
                     return
                 continue
+            control.reported = 0
             try:
                 if self._stopped_why is not None:
                     counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
                 else:
                     self.provider.deliver_batch(batch, control)
-            except Exception as exc:
-                # A bug in a provider's wire mapping must not kill the worker.
+            except BaseException as exc:
+                # A bug in a provider's wire mapping must not kill the worker. What the
+                # provider already reported for this batch stands; the rest is dropped.
                 counters.failed += 1
-                counters.drop(DropReason.PROVIDER_ERROR, len(batch))
+                counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
                 rate_limited.log(
                     logging.ERROR,
                     f"provider_error:{self.name}",
@@ -602,20 +697,34 @@ class Engine:
             logger.warning("tracking: %s; using the default", error)
         if self.settings.debug:
             enable_debug_logging()
+        # Held only for short steps that never wait or switch threads, so it is safe even when
+        # made before gevent or eventlet patches the threading module. Everything that waits
+        # (the intake, the discovery event, the lanes' conditions) is made at first use, by
+        # `_start`, from the modules as they are then.
         self._lock = threading.Lock()
         self._lanes: dict[str, Lane] = {}
         self.lanes: tuple[Lane, ...] = ()
-        self._discovered = threading.Event()
+        #: Lanes unregistered or replaced whose workers are still finishing what they hold.
+        self._retiring: list[Lane] = []
+        self._discovered: threading.Event | None = None
         self._discovery_started = False
-        self._intake: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._discovery_done = False
+        self._intake: queue.SimpleQueue[Any] | None = None
         self._dispatcher: threading.Thread | None = None
         self.intake_dropped = 0
         self.bad_input = 0
         self._mp_hooked = False
         self._mp_armed_pid = 0
         self._intake_dropped_logged = 0
+        #: Called (without arguments) each time the engine starts in a process.
+        self.on_start: Callable[[], None] | None = None
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
+
+    @property
+    def started(self) -> bool:
+        """True once tracking was used in this process (the dispatcher exists)."""
+        return self._dispatcher is not None
 
     # -- registry -------------------------------------------------------------------------
 
@@ -642,10 +751,11 @@ class Engine:
         return True
 
     def _retire(self, lane: Lane) -> None:
-        # The removed provider still gets what it was handed, then its worker exits.
-        stop = _Stop()
-        stop.expect([lane])
-        lane.offer_control(stop)
+        # The removed provider still gets what it was handed, then its worker exits for good.
+        with self._lock:
+            self._retiring = [old for old in self._retiring if not old.is_idle()]
+            self._retiring.append(lane)
+        lane.retire()
 
     def names(self) -> list[str]:
         return [lane.name for lane in self.lanes]
@@ -653,27 +763,39 @@ class Engine:
     # -- intake (the caller's thread) -------------------------------------------------------
 
     def submit(self, item: object) -> None:
-        if self._dispatcher is None:
-            self._start()
         intake = self._intake
+        if self._dispatcher is None or intake is None:
+            intake = self._start()
         if intake.qsize() >= self.settings.max_queue:
             self.intake_dropped += 1
             return
         intake.put(item)
 
-    def _start(self) -> None:
+    def _start(self) -> queue.SimpleQueue[Any]:
+        """Start the dispatcher and the workers (first use in this process); returns the
+        intake."""
         with self._lock:
-            if self._dispatcher is not None:
-                return
+            intake = self._intake
+            if self._dispatcher is not None and intake is not None:
+                return intake
+            intake = self._intake = queue.SimpleQueue()
+            if not self._discovery_done:
+                self._discovered = threading.Event()
+            for lane in self.lanes:
+                lane.refresh()
             thread = threading.Thread(target=self._dispatch, name="tracking-dispatch", daemon=True)
             self._dispatcher = thread
-            thread.start()
+        # Started outside the lock: under gevent, starting a thread switches to it.
+        thread.start()
         # Workers start with the dispatcher, on first use, not with their first event: that
         # event may only reach its lane during the exit flush, when Python 3.12 no longer lets
         # a thread start.
         for lane in self.lanes:
             lane.ensure_started()
         self._arm_multiprocessing_exit()
+        if self.on_start is not None:
+            self.on_start()
+        return intake
 
     def _arm_multiprocessing_exit(self) -> None:
         """In a multiprocessing child (any start method) flush at its exit, which skips atexit.
@@ -701,23 +823,28 @@ class Engine:
                 self._discover()
             except Exception:
                 logger.exception("tracking: provider discovery failed")
-        done.set()
+        self._discovery_done = True
+        if done is not None:
+            done.set()
 
     def ensure_discovered(self, timeout: float | None = None) -> bool:
         """Run discovery (once) and wait for it. Safe to call from a plugin's own hook."""
-        done = self._discovered
-        if done.is_set():
+        if self._discovery_done:
             return True
         if threading.current_thread() is self._dispatcher:
             return False
-        self._start()
-        self._intake.put(_Sync())  # wakes the dispatcher, which discovers before anything else
+        intake = self._start()
+        done = self._discovered
+        if done is None:
+            return self._discovery_done
+        intake.put(_Sync())  # wakes the dispatcher, which discovers before anything else
         return done.wait(timeout)
 
     # -- the dispatcher thread --------------------------------------------------------------
 
     def _dispatch(self) -> None:
         intake = self._intake
+        assert intake is not None
         take = intake.get_nowait
         while True:
             chunk = [intake.get()]
@@ -726,7 +853,7 @@ class Engine:
                     chunk.append(take())
             except queue.Empty:
                 pass
-            if not self._discovered.is_set():
+            if not self._discovery_done:
                 self._run_discovery()
             if self.intake_dropped != self._intake_dropped_logged:
                 self._log_intake_drops()
@@ -799,37 +926,81 @@ class Engine:
         return marker.done.wait(max(0.0, deadline - time.monotonic())) and marker.ok
 
     def submit_control(self, marker: _Flush) -> None:
-        if self._dispatcher is None:
-            self._start()
-        self._intake.put(marker)
+        self._start().put(marker)
 
     def shutdown(self, timeout: float | None) -> bool:
+        """Flush within the budget, then stop the workers; log what was not delivered."""
         budget = self.settings.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(0.0, budget)
+        began = time.monotonic()
+        deadline = began + max(0.0, budget)
+        if self._dispatcher is not None:
+            # The providers discovery is still registering are part of this shutdown.
+            self.ensure_discovered(max(0.0, deadline - time.monotonic()))
         with self._lock:
             dispatcher = self._dispatcher
             lanes = self.lanes
+            retiring = [lane for lane in self._retiring if not lane.is_idle()]
         if dispatcher is None and not any(lane.queued() for lane in lanes):
             return True
-        for lane in lanes:
+        dropped_before = {lane.name: sum(lane.counters.dropped.values()) for lane in lanes}
+        for lane in (*lanes, *retiring):
             lane.begin_shutdown(deadline)
         stop = _Stop()
         self.submit_control(stop)
         finished = stop.done.wait(max(0.0, deadline - time.monotonic()))
+        # Unregistered providers still finishing what they were handed get the same budget.
+        for lane in retiring:
+            while not lane.is_idle() and time.monotonic() < deadline:
+                lane.wait_idle(deadline - time.monotonic())
+            finished = finished and lane.is_idle()
         if not finished:
-            lost: list[str] = []
-            for lane in lanes:
-                dropped, in_flight = lane.abandon()
-                if dropped or in_flight:
-                    busy = f" ({in_flight} of them in flight)" if in_flight else ""
-                    lost.append(f"{lane.name}: {dropped + in_flight}{busy}")
-            summary = ", ".join(lost)
-            logger.error(
-                "tracking: shutdown ran out of its %.1fs budget; events not delivered: %s",
-                budget,
-                summary or "none waiting (a provider is still busy)",
-            )
+            for lane in (*lanes, *retiring):
+                lane.abandon()
+        self._log_shutdown(lanes, finished, budget, time.monotonic() - began, dropped_before)
         return finished and stop.ok
+
+    def _log_shutdown(
+        self,
+        lanes: Sequence[Lane],
+        finished: bool,
+        budget: float,
+        took: float,
+        dropped_before: Mapping[str, int] | None = None,
+    ) -> None:
+        """When a shutdown dropped events or left some in flight: one line with each such
+        provider's figures since the process started, exactly those of `tracking_stats()`
+        (accepted = delivered + dropped + in flight, whose outcome is unknown)."""
+        parts = []
+        incomplete = False
+        before = dropped_before or {}
+        for name, snap in self.stats(lanes).items():
+            dropped = sum(snap.dropped.values())
+            waiting = snap.queued
+            if not waiting and dropped <= before.get(name, 0):
+                continue
+            incomplete = True
+            reasons = ", ".join(
+                f"{reason} {count}" for reason, count in sorted(snap.dropped.items())
+            )
+            parts.append(
+                f"{name}: {snap.accepted} accepted, {snap.delivered} delivered, "
+                f"{dropped} dropped" + (f" ({reasons})" if reasons else "") + f", "
+                f"{waiting} in flight (outcome unknown)"
+            )
+        if not incomplete:
+            logger.debug("tracking: shutdown finished in %.2fs; everything delivered", took)
+            return
+        head = (
+            f"tracking: shutdown finished in {took:.1f}s"
+            if finished
+            else f"tracking: shutdown ran out of its {budget:.1f}s budget"
+        )
+        logger.log(
+            logging.WARNING if finished else logging.ERROR,
+            "%s; not everything was delivered: %s",
+            head,
+            "; ".join(parts),
+        )
 
     def reset(self, *, discover: bool, timeout: float = 5.0) -> None:
         """Forget every provider and count, re-read the settings (for test suites).
@@ -839,7 +1010,7 @@ class Engine:
         on next use; without it, discovery counts as done and finds nothing.
         """
         deadline = time.monotonic() + timeout
-        if self._dispatcher is not None:
+        if self._dispatcher is not None and self._intake is not None:
             sync = _Sync()
             self._intake.put(sync)
             sync.done.wait(timeout)
@@ -847,16 +1018,16 @@ class Engine:
             lanes = self.lanes
             self._lanes = {}
             self.lanes = ()
+            retiring, self._retiring = self._retiring, []
         stops = []
         for lane in lanes:
-            stop = _Stop()
-            stop.expect([lane])
             lane.begin_shutdown(deadline)
-            lane.offer_control(stop)
-            stops.append((lane, stop))
+            stops.append((lane, lane.retire()))
         for lane, stop in stops:
             if not stop.done.wait(max(0.0, deadline - time.monotonic())):
                 lane.abandon()
+        for lane in retiring:
+            lane.wait_idle(max(0.0, deadline - time.monotonic()))
         self.settings, errors = EngineSettings.from_environ()
         for error in errors:
             logger.warning("tracking: %s; using the default", error)
@@ -866,9 +1037,11 @@ class Engine:
         rate_limited.reset()
         with self._lock:
             self._discovery_started = not discover
-            self._discovered = threading.Event()
-            if not discover:
-                self._discovered.set()
+            self._discovery_done = not discover
+            if self._dispatcher is not None:
+                self._discovered = threading.Event()
+                if not discover:
+                    self._discovered.set()
 
     def _before_fork(self) -> None:
         mp_util = sys.modules.get("multiprocessing.util")
@@ -877,23 +1050,29 @@ class Engine:
             mp_util.register_after_fork(self, Engine._flush_at_multiprocessing_exit)
         # Forking while discovery imports provider packages would leave the child with
         # half-initialised modules: let a running discovery finish first (bounded).
+        done = self._discovered
         if (
             self._discovery_started
-            and not self._discovered.is_set()
+            and not self._discovery_done
+            and done is not None
             and threading.current_thread() is not self._dispatcher
         ):
-            self._discovered.wait(10.0)
+            done.wait(10.0)
 
     def _after_fork_in_child(self) -> None:
+        # Nothing that waits is made here: gunicorn's gevent worker patches the threading
+        # module only after the fork. `_start` makes the intake and the lanes' conditions on
+        # first use in the child.
         self._lock = threading.Lock()
-        self._intake = queue.SimpleQueue()
+        self._intake = None
         self._dispatcher = None
+        self._retiring = []
         self.intake_dropped = 0
         self._intake_dropped_logged = 0
         self.bad_input = 0
-        if not self._discovered.is_set():
+        if not self._discovery_done:
             self._discovery_started = False
-            self._discovered = threading.Event()
+            self._discovered = None
         for lane in self.lanes:
             lane.after_fork()
 
@@ -903,17 +1082,28 @@ class Engine:
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
             self._mp_armed_pid = os.getpid()
-            mp_util.Finalize(self, self._shutdown_quietly, exitpriority=0)
+            mp_util.Finalize(self, self.shutdown_at_exit, exitpriority=0)
 
-    def _shutdown_quietly(self) -> None:
+    #: Called after every exit shutdown (atexit or a multiprocessing child's finalizer).
+    after_exit_shutdown: Callable[[], None] | None = None
+
+    def shutdown_at_exit(self) -> None:
+        """The exit flush: never raises; whatever interrupts it, what is left is logged."""
         try:
             self.shutdown(None)
-        except Exception:  # pragma: no cover - never fail a process's exit
-            logger.exception("tracking: shutdown at process exit failed")
+        except BaseException as exc:  # KeyboardInterrupt (a second Ctrl+C) included
+            for lane in self.lanes:
+                lane.abandon()
+            self._log_shutdown(self.lanes, False, self.settings.shutdown_timeout, 0.0)
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                logger.exception("tracking: shutdown at process exit failed")
+        finally:
+            if self.after_exit_shutdown is not None:
+                self.after_exit_shutdown()
 
-    def stats(self) -> dict[str, ProviderStats]:
+    def stats(self, lanes: Sequence[Lane] | None = None) -> dict[str, ProviderStats]:
         result = {}
-        for lane in self.lanes:
+        for lane in self.lanes if lanes is None else lanes:
             snap = lane.stats()
             if self.intake_dropped:
                 dropped = dict(snap.dropped)

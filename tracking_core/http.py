@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import socket
-import threading
 import time
 import urllib.parse
 import weakref
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._log import logger, rate_limited, redact
 from ._version import __version__
 from .engine import DeliveryControl, DropReason, Item
+from .process import import_guard
 from .event import TrackingEvent, TrackingIdentify, json_safe, uuid4_strings
 
 if TYPE_CHECKING:
@@ -61,15 +61,9 @@ __all__ = [
 
 # A provider's first request imports the HTTP stack and builds its transport (SSL context,
 # certifi) on a worker thread. A fork in the middle of that would leave the child with
-# half-imported modules (or a held import lock), so forks wait for it: the lock is taken before
-# fork and released on both sides after.
-_STACK_LOCK = threading.Lock()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_STACK_LOCK.acquire,
-        after_in_parent=_STACK_LOCK.release,
-        after_in_child=_STACK_LOCK.release,
-    )
+# half-imported modules (or a held import lock), so forks wait for it (`ImportGuard`: one per
+# process, its fork hooks safe whenever they are registered).
+_STACK_LOCK = import_guard()
 
 
 #: Bodies at least this large are gzipped when the request allows it.

@@ -18,6 +18,7 @@ from typing import Any, cast
 from ._log import logger
 from .discovery import PluginReport, discover
 from .engine import Engine
+from .process import TerminationHandler
 
 __all__ = ["Runtime", "runtime", "validate_provider"]
 
@@ -46,7 +47,28 @@ class Runtime:
         self.engine = Engine(self._discover)
         self.plugins: list[PluginReport] = []
         self._lock = threading.Lock()
+        self.termination: TerminationHandler | None = None
         atexit.register(self._at_exit)
+        self.engine.on_start = self.arm_termination
+        self.engine.after_exit_shutdown = self._release_held_signals
+        self.arm_termination()
+
+    def arm_termination(self) -> None:
+        """Install the SIGTERM handler (see `tracking_core.process`) if this is the main thread
+        and TRACKING_HANDLE_SIGNALS is not off. Runs when the package is imported and when the
+        engine starts, whichever first happens on the main thread."""
+        if self.termination is not None or not self.engine.settings.handle_signals:
+            return
+        engine = self.engine
+        self.termination = TerminationHandler.install(
+            shutdown=engine.shutdown_at_exit,
+            budget=lambda: engine.settings.shutdown_timeout,
+            started=lambda: engine.started,
+        )
+
+    def _release_held_signals(self) -> None:
+        if self.termination is not None:
+            self.termination.release()
 
     def register(self, provider: Any) -> None:
         validate_provider(provider)
@@ -57,10 +79,7 @@ class Runtime:
         self.plugins = discover(self.register, os.environ)
 
     def _at_exit(self) -> None:
-        try:
-            self.engine.shutdown(None)
-        except Exception:  # pragma: no cover - never let exit fail because of us
-            logger.exception("tracking: shutdown at exit failed")
+        self.engine.shutdown_at_exit()
 
 
 def runtime() -> Runtime:

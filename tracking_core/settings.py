@@ -169,6 +169,7 @@ class EngineSettings:
     circuit_threshold: int = 5
     circuit_probe_interval: float = 30.0
     debug: bool = False
+    handle_signals: bool = True
 
     @classmethod
     def from_environ(
@@ -202,8 +203,12 @@ class EngineSettings:
                     values[field] = env_float(env, variable, default, minimum=minimum)
             except SettingsError as exc:
                 errors.append(exc)
-        try:
-            values["debug"] = env_bool(env, "TRACKING_DEBUG")
-        except SettingsError as exc:
-            errors.append(exc)
+        for field, variable in (
+            ("debug", "TRACKING_DEBUG"),
+            ("handle_signals", "TRACKING_HANDLE_SIGNALS"),
+        ):
+            try:
+                values[field] = env_bool(env, variable, getattr(base, field))
+            except SettingsError as exc:
+                errors.append(exc)
         return dataclasses.replace(base, **values), errors  # type: ignore[arg-type]

@@ -1,0 +1,199 @@
+"""Process life: fork, termination signals and the guard that forks wait for.
+
+Everything here is about the process the library runs in, not about events:
+
+- `import_guard()`: the one lock that a fork waits for while a worker imports the HTTP stack, so
+  a child never inherits half-imported modules. Its fork hooks are safe whenever they are
+  registered, even between the two halves of a fork in progress.
+- `TerminationHandler`: what makes an ordinary stop (SIGTERM to a plain script, to uvicorn, to
+  gunicorn; see docs/delivery.md) give pending events the shutdown budget:
+
+  * SIGTERM with Python's default action (a plain script): the process would end at once, with
+    no exit handler. The handler flushes within the budget, then ends the process as the
+    default action would (killed by SIGTERM), so the exit status is unchanged.
+  * SIGTERM handled by the application or its server (uvicorn, gunicorn): that handler still
+    runs and decides how the process ends. Servers that, after their graceful shutdown, restore
+    the default action and re-raise the signal on the main thread (uvicorn) would end the
+    process before any exit handler: once tracking has started, the signal is held (blocked on
+    the main thread) from the first SIGTERM on, and released at the end of the exit flush,
+    which it then ends as the server meant it to. A SIGTERM sent to the process from outside
+    is never held: it goes to another thread.
+  * SIGINT raises KeyboardInterrupt (Python's default), which runs the exit flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType, ModuleType
+from typing import Any
+
+from ._log import logger
+
+__all__ = ["ImportGuard", "TerminationHandler", "import_guard", "process_state"]
+
+_STATE_MODULE = "_tracking_core_process_state"
+
+
+def process_state() -> ModuleType:
+    """The private module that holds tracking-core's process-wide objects.
+
+    It lives in ``sys.modules`` under a name no import ever re-executes, so the objects on it
+    survive ``importlib.reload`` and a second import of the package under another name.
+    """
+    holder = sys.modules.get(_STATE_MODULE)
+    if holder is None:
+        holder = sys.modules.setdefault(
+            _STATE_MODULE, ModuleType(_STATE_MODULE, "tracking-core's process-wide state")
+        )
+    return holder
+
+
+class ImportGuard:
+    """A lock held while the HTTP stack is imported and a transport built; forks wait for it.
+
+    The fork hooks remember whether the ``before`` half took the lock: a hook registered while
+    a fork is in progress (its ``before`` half already ran) then never releases a lock it does
+    not hold. The child always gets a new, free lock.
+    """
+
+    #: How long a fork waits for an import in progress before it forks anyway.
+    FORK_WAIT = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held_for_fork = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=self._before_fork,
+                after_in_parent=self._after_fork_in_parent,
+                after_in_child=self._after_fork_in_child,
+            )
+
+    def __enter__(self) -> ImportGuard:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def _before_fork(self) -> None:
+        self._held_for_fork = self._lock.acquire(timeout=self.FORK_WAIT)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._held_for_fork = False
+        self._lock = threading.Lock()
+
+
+def import_guard() -> ImportGuard:
+    """The process-wide `ImportGuard` (one per process, whatever is reloaded)."""
+    state = process_state()
+    guard = getattr(state, "import_guard", None)
+    if guard is None:
+        lock = sys.__dict__.setdefault("_tracking_core_guard_lock", threading.Lock())
+        with lock:
+            guard = getattr(state, "import_guard", None)
+            if guard is None:
+                guard = ImportGuard()
+                setattr(state, "import_guard", guard)  # noqa: B010 - a dynamic module attribute
+    return guard
+
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class TerminationHandler:
+    """The SIGTERM handler tracking-core installs (see the module doc).
+
+    Args:
+        previous: the handler it replaced: ``signal.SIG_DFL`` or the application's callable.
+        shutdown: flushes within the shutdown budget (the engine's exit shutdown).
+        budget: the shutdown budget in seconds, read when the signal arrives.
+        started: whether tracking has started in this process (nothing to flush otherwise).
+    """
+
+    def __init__(
+        self,
+        previous: Handler,
+        shutdown: Callable[[], object],
+        budget: Callable[[], float],
+        started: Callable[[], bool],
+    ) -> None:
+        self.previous = previous
+        self._shutdown = shutdown
+        self._budget = budget
+        self._started = started
+        self.held: set[int] = set()
+        #: How a handler of ours is recognised, even across a reload of this module.
+        self._tracking_core_termination = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        previous = self.previous
+        if previous == signal.SIG_DFL:
+            self._flush_then_die(signum)
+            return None
+        if self._started() and hasattr(signal, "pthread_sigmask"):
+            # Hold any re-raise of this signal on this (the main) thread until the exit flush
+            # has run; see the module doc.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+            self.held.add(signum)
+        if callable(previous):
+            return previous(signum, frame)
+        return None
+
+    def _flush_then_die(self, signum: int) -> None:
+        if self._started():
+            # On a thread of its own: this (main) thread may have been interrupted while
+            # holding a lock the flush needs. Bounded either way.
+            worker = threading.Thread(target=self._shutdown, name="tracking-exit", daemon=True)
+            worker.start()
+            worker.join(self._budget() + 1.0)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def release(self) -> None:
+        """Unblock the signals held on this thread: one raised meanwhile is delivered now
+        (and, with the default action, ends the process as it was meant to)."""
+        held, self.held = self.held, set()
+        if held and hasattr(signal, "pthread_sigmask"):
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+    @classmethod
+    def install(
+        cls,
+        shutdown: Callable[[], object],
+        budget: Callable[[], float],
+        started: Callable[[], bool],
+    ) -> TerminationHandler | None:
+        """Install the handler for SIGTERM when called on the main thread and SIGTERM's handler
+        is Python's default or a Python callable (not one of ours). Returns the installed
+        handler (or the one already there), None when nothing was installed."""
+        if not hasattr(signal, "SIGTERM"):
+            return None
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            current = signal.getsignal(signal.SIGTERM)
+        except (OSError, ValueError):  # pragma: no cover
+            return None
+        if getattr(current, "_tracking_core_termination", False):
+            return current  # type: ignore[return-value]
+        if current is None or current == signal.SIG_IGN:
+            return None  # set outside Python, or deliberately ignored: not ours to change
+        handler = cls(current, shutdown, budget, started)
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except (OSError, ValueError, RuntimeError):
+            logger.debug("tracking: could not install the SIGTERM handler", exc_info=True)
+            return None
+        return handler
