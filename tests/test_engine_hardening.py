@@ -372,3 +372,25 @@ def test_tracking_handle_signals_off_leaves_sigterm_alone(tmp_path: Path) -> Non
         TRACKING_DISABLED="1",
     )
     assert result.stdout.split() == ["True"], result.stderr
+
+
+def test_lossy_conversions_are_counted_per_provider(loopback_receiver: LoopbackReceiver) -> None:
+    class Opaque:
+        @property
+        def __class__(self) -> type:  # type: ignore[override]
+            raise RuntimeError("no class")
+
+    tc.register_tracking_provider(_Batcher(loopback_receiver.url, ValueError))
+
+    class Converting(RecordingProvider):
+        def track(self, event: tc.TrackingEvent) -> None:
+            tc.json_safe(event.properties)
+            super().track(event)
+
+    tc.register_tracking_provider(Converting("converting"))
+    tc.track("Event", {1: "one", "1": "uno", "bad": Opaque()})
+    assert tc.flush_tracking(10)
+    stats = tc.tracking_stats()
+    # The batcher's wire mapping does not convert properties: nothing to count there.
+    assert stats["batcher"].conversions == {}
+    assert stats["converting"].conversions == {"key_collision": 1, "unconvertible": 1}

@@ -37,6 +37,7 @@ from .event import (
     TrackingEvent,
     TrackingIdentify,
     normalize_timestamp,
+    set_conversion_sink,
     utc_from_timestamp,
     uuid4_strings,
 )
@@ -467,6 +468,8 @@ class Lane:
         The loops catch whatever a provider raises; this is the net under the engine's own
         code, so that a bug there never leaves a lane without a worker for good.
         """
+        # Conversions this provider's wire mapping could not make as given are its to count.
+        set_conversion_sink(self.counters.note_conversion)
         try:
             loop()
         except BaseException:

@@ -7,6 +7,9 @@ just after the bad one, in the same batch, both arrive; and the bad call ends as
 (converted by the one `json_safe` rule) or as exactly one drop under the right reason
 (``bad_input``, ``too_large``...). The four providers are enabled once for the module; each kind
 is one batch of three events and one flush, and one test sends every kind in a single batch.
+The values that used to turn a whole properties object into a string (issue #10 item 6) are
+also each sent inside a batch of 50 good events: every event must arrive, with only the bad
+value replaced.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tracking_mixpanel.provider import mixpanel_datetime
 
 import tracking_core as tc
 from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
@@ -192,6 +196,67 @@ class EventName(str, enum.Enum):
 
 class FloatSub(float):
     pass
+
+
+# -- the values of issue #10 item 6: each used to turn the whole properties object into a string
+
+
+class FloatFloatRaises(float):
+    """A float subclass whose `__float__` raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("no float")
+
+
+class BytesBytesRaises(bytes):
+    """A bytes subclass whose `__bytes__` raises."""
+
+    def __bytes__(self) -> bytes:
+        raise RuntimeError("no bytes")
+
+
+class ClassRaises:
+    """An object whose `__class__` raises (every `isinstance` check on it raises)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no class")
+
+
+class ValueRaises(enum.Enum):
+    """An Enum member whose `.value` raises."""
+
+    MEMBER = 1
+
+    @property
+    def value(self) -> Any:
+        raise RuntimeError("no value")
+
+
+def _released_view() -> memoryview:
+    view = memoryview(b"released")
+    view.release()
+    return view
+
+
+#: (id, a factory of the value, what the documented rule makes of it on the wire).
+ONE_BAD_VALUE: list[tuple[str, Callable[[], Any], Any]] = [
+    # A float subclass is read as the float it stores (as json.dumps does)...
+    ("float-subclass-float-raises", lambda: FloatFloatRaises(2.5), 2.5),
+    ("datetime-tzinfo-raises", lambda: dt.datetime(2024, 1, 1, tzinfo=RaisingTz()), None),
+    ("memoryview-released", _released_view, None),
+    # ...and a bytes subclass through the buffer it stores.
+    ("bytes-subclass-bytes-raises", lambda: BytesBytesRaises(b"abc"), "abc"),
+    ("object-class-raises", ClassRaises, None),
+    ("enum-value-raises", lambda: ValueRaises.MEMBER, None),
+]
+#: What a value the rule cannot convert becomes (None above: this, with its type's name).
+_PLACEHOLDER = {
+    "datetime-tzinfo-raises": "<unconvertible datetime>",
+    "memoryview-released": "<unconvertible memoryview>",
+    "object-class-raises": "<unconvertible ClassRaises>",
+    "enum-value-raises": "<unconvertible ValueRaises>",
+}
 
 
 @dataclasses.dataclass
@@ -420,6 +485,7 @@ CASES: list[Case] = [
     Case("value-exception", _props(lambda: ValueError("bad")), outcomes()),
     Case("value-class-and-function", _props(lambda: [int, len, lambda: 1]), outcomes()),
     Case("value-generator", _props(_gen), outcomes()),
+    *(Case(f"value-{kind}", _props(make), outcomes()) for kind, make, _ in ONE_BAD_VALUE),
     # -- ids -----------------------------------------------------------------------------------
     Case("user-id-int", _kw(user_id=12345), outcomes(BAD_INPUT)),
     Case("user-id-bytes", _kw(user_id=b"user-12345"), outcomes(BAD_INPUT)),
@@ -517,9 +583,11 @@ def strict_json_problem(request: ReceivedRequest) -> str | None:
     return None
 
 
-def wire_form(value: Any) -> Any:
-    """What a value looks like at a vendor after the documented conversion."""
-    return json.loads(dumps(tc.json_safe(value)))
+def wire_form(value: Any, target: str | None = None) -> Any:
+    """What a value looks like at a vendor after the documented conversion (Mixpanel sends
+    datetimes in its own Date form)."""
+    form = mixpanel_datetime if target == "mixpanel" else None
+    return json.loads(dumps(tc.json_safe(value, datetime_format=form)))
 
 
 class Bench:
@@ -707,7 +775,7 @@ def test_bad_input_is_survived_counted_and_isolated(bench: Bench, case: Case, ta
             for key, value in props.items():
                 assert got[key] is value
         else:
-            for key, value in wire_form(props).items():
+            for key, value in wire_form(props, target).items():
                 assert got[key] == value, f"property {key!r}"
 
 
@@ -770,6 +838,51 @@ def test_every_kind_in_one_batch_leaves_the_good_events_alone(
         "delivered once",
         lost,
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory", "converted"), ONE_BAD_VALUE, ids=[kind for kind, _, _ in ONE_BAD_VALUE]
+)
+def test_one_bad_value_never_sinks_a_batch_of_fifty(
+    bench: Bench, kind: str, factory: Callable[[], Any], converted: Any
+) -> None:
+    """Issue #10 item 6: the bad value alone is replaced; its event keeps every other property,
+    and the 49 good events travelling in the same request all arrive, at every provider."""
+    expected = _PLACEHOLDER[kind] if converted is None else converted
+    tag = "fifty:" + kind
+    good: dict[str, Any] = {"plan": "pro", "n": 7, "tags": ["a", "b"], "day": dt.date(2024, 1, 1)}
+    before = bench.counters()
+    sent = {name: len(d.server.requests) for name, d in bench.destinations.items()}
+    bad_props: dict[str, Any] = {}
+    for index in range(50):
+        props = {"rc": tag, "rr": f"e{index}", **good}
+        if index == 25:
+            props["bad"] = factory()
+            props["nested"] = {"inner": [1, factory()], "keep": True}
+            bad_props = props
+        _track("Batch Event", props, user_id=USER)
+    assert tc.flush_tracking(20)
+    after = bench.counters()
+    arrived = bench.arrivals(tag)
+    for target in TARGETS:
+        assert after[target].delivered - before[target].delivered == 50, target
+        assert _dropped_delta(before[target], after[target]) == {}, target
+        roles = arrived[target]
+        assert sorted(roles) == sorted(f"e{index}" for index in range(50)), target
+        assert all(len(found) == 1 for found in roles.values()), target
+        got = roles["e25"][0]
+        if target == API:
+            assert got["bad"] is bad_props["bad"]  # a custom provider gets the value as given
+            continue
+        assert got["bad"] == expected, target
+        assert got["nested"] == {"inner": [1, expected], "keep": True}, target
+        for key, value in wire_form(good, target).items():
+            assert got[key] == value, (target, key)
+        assert roles["e24"][0]["plan"] == "pro"
+    for name, destination in bench.destinations.items():
+        requests = destination.server.requests[sent[name] :]
+        assert len(requests) == 1, name  # one batch of 50, accepted whole
+        assert strict_json_problem(requests[0]) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -122,6 +122,48 @@ def test_track_refuses(fake: MixpanelFake, url: str, bad: dict[str, Any]) -> Non
     assert fake.events == []  # the whole request is refused
 
 
+#: The identities of one anonymous and one identified event, as each ID Merge API wants them.
+SIMPLIFIED_SHAPES = [
+    {"distinct_id": "$device:anon-1", "$device_id": "anon-1"},
+    {"distinct_id": "user-1", "$user_id": "user-1", "$device_id": "anon-1"},
+]
+ORIGINAL_SHAPES = [{"distinct_id": "anon-1"}, {"distinct_id": "user-1"}]
+
+
+@pytest.mark.parametrize(
+    ("id_merge", "accepted", "refused"),
+    [
+        (None, SIMPLIFIED_SHAPES + ORIGINAL_SHAPES, []),
+        (
+            "simplified",
+            SIMPLIFIED_SHAPES,
+            [
+                {"distinct_id": "anon-1", "$device_id": "anon-1"},
+                {"distinct_id": "user-2", "$user_id": "user-1"},
+            ],
+        ),
+        ("original", ORIGINAL_SHAPES, [SIMPLIFIED_SHAPES[0], {"distinct_id": "$device:x"}]),
+    ],
+    ids=["any", "simplified", "original"],
+)
+def test_the_id_merge_api_is_checked_when_given(
+    id_merge: str | None,
+    accepted: list[dict[str, Any]],
+    refused: list[dict[str, Any]],
+) -> None:
+    fake = MixpanelFake(TOKEN, clock=lambda: NOW, id_merge=id_merge)
+    with fake.serve() as receiver:
+        for ids in accepted:
+            answer = post(f"{receiver.url}/track?verbose=1", [event(**ids)])
+            assert answer.json() == {"status": 1, "error": None}, ids
+        for ids in refused:
+            answer = post(f"{receiver.url}/track?verbose=1", [event(**ids)])
+            assert answer.json()["status"] == 0, ids
+    assert len(fake.events) == len(accepted)
+    with pytest.raises(ValueError, match="id_merge"):
+        MixpanelFake(TOKEN, id_merge="legacy")
+
+
 def test_track_refuses_a_missing_event_name(url: str) -> None:
     record = event()
     record["event"] = ""

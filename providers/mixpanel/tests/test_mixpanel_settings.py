@@ -82,6 +82,7 @@ def _assert_no_secret(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
             "MIXPANEL_PROJECT_ID",
         ),
         ({"MIXPANEL_API_SECRET_FILE": "/nonexistent/secret"}, "MIXPANEL_API_SECRET_FILE"),
+        ({"MIXPANEL_ID_MERGE": "v2"}, "MIXPANEL_ID_MERGE"),
     ],
 )
 def test_malformed_variable_disables_with_one_line(
@@ -144,6 +145,26 @@ def test_settings_from_environ() -> None:
     assert info.value.variable == "MIXPANEL_HOST"
 
 
+def test_id_merge_setting() -> None:
+    def id_merge(value: str | None) -> str:
+        environ = {"MIXPANEL_TOKEN": "tok-1234"}
+        if value is not None:
+            environ["MIXPANEL_ID_MERGE"] = value
+        settings = MixpanelSettings.from_environ(environ)
+        assert settings is not None
+        return settings.id_merge
+
+    assert id_merge(None) == "simplified"
+    assert id_merge("") == "simplified"
+    assert id_merge(" Original ") == "original"
+    assert id_merge("SIMPLIFIED") == "simplified"
+    for bad in ("orig", "legacy", "true"):
+        with pytest.raises(SettingsError) as info:
+            id_merge(bad)
+        assert info.value.variable == "MIXPANEL_ID_MERGE"
+        assert "simplified or original" in str(info.value)
+
+
 def test_secrets_stay_out_of_reprs() -> None:
     settings = MixpanelSettings.from_environ(
         {
@@ -175,7 +196,10 @@ def test_settings_are_described() -> None:
         "MIXPANEL_SERVICE_ACCOUNT_USERNAME",
         "MIXPANEL_SERVICE_ACCOUNT_SECRET",
         "MIXPANEL_PROJECT_ID",
+        "MIXPANEL_ID_MERGE",
     }
+    assert described["MIXPANEL_ID_MERGE"].default == "simplified"
+    assert not described["MIXPANEL_ID_MERGE"].secret
     assert described["MIXPANEL_TOKEN"].required and described["MIXPANEL_TOKEN"].secret
     assert described["MIXPANEL_API_SECRET"].secret
     assert described["MIXPANEL_SERVICE_ACCOUNT_SECRET"].secret

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from tracking_mixpanel.fake import MixpanelFake
+from tracking_mixpanel.provider import mixpanel_datetime
 
 import tracking_core
 from tracking_core import json_safe
@@ -163,10 +164,11 @@ def test_values_json_cannot_carry_arrive_as_strict_json(
     request = requests_to("track")[0]
     body = request.json()  # refuses NaN/Infinity tokens
     props = body[0]["properties"]
-    expected = json_safe(weird)
+    expected = json_safe(weird, datetime_format=mixpanel_datetime)
     for key, value in expected.items():
         assert props[key] == value
-    assert props["ratio"] == "NaN" and props["big"] == "Infinity"
+    assert props["ratio"] is None and props["big"] is None  # null, never "NaN"/"Infinity"
+    assert props["when"] == "2026-01-15T10:00:00" and props["nested"]["at"] == props["when"]
     assert props["tags"] == ["a", "b"]
     assert props["raw"].startswith("base64:")
     assert fake.events[0]["event"] == "Weird"
@@ -285,3 +287,103 @@ def test_import_mode_with_the_project_secret(
     imports = requests_to("import")
     assert len(imports) == 1 and imports[0].query == {"strict": "1"}
     assert [e["event"] for e in fake.events] == ["Imported"]
+
+
+@pytest.mark.usefixtures("tracked")
+def test_datetime_values_are_sent_in_mixpanels_date_form_in_utc(fake: MixpanelFake) -> None:
+    """Mixpanel's Date properties: ``YYYY-MM-DDTHH:MM:SS`` in UTC, in events and in ``$set``."""
+    minus_five = dt.timezone(dt.timedelta(hours=-5))
+    values: dict[str, Any] = {
+        "aware": dt.datetime(2026, 1, 15, 21, 30, 5, 999_999, tzinfo=minus_five),
+        "naive": dt.datetime(2026, 1, 15, 10, 0, 0, 250_000),  # taken as UTC
+        "utc": dt.datetime(2026, 1, 15, 10, 0, tzinfo=UTC),
+        "day": dt.date(2026, 1, 15),  # a date stays a date
+        "list": [dt.datetime(2026, 1, 15, 23, 0, tzinfo=minus_five)],
+    }
+    expected = {
+        "aware": "2026-01-16T02:30:05",
+        "naive": "2026-01-15T10:00:00",
+        "utc": "2026-01-15T10:00:00",
+        "day": "2026-01-15",
+        "list": ["2026-01-16T04:00:00"],
+    }
+    tracking_core.track("Dated", values, user_id="user-1")
+    tracking_core.identify("user-1", values)
+    assert tracking_core.flush_tracking(10)
+    assert fake.refusals == []
+    props = _by_name(fake)["Dated"]
+    assert {key: props[key] for key in expected} == expected
+    assert fake.identifies[0]["$set"] == expected
+
+
+def _served_fake(
+    mp_env: Enable, id_merge: str | None, **variables: str
+) -> tuple[MixpanelFake, LoopbackReceiver]:
+    fake = MixpanelFake(token="tok-id-merge-1", id_merge=id_merge)
+    receiver = LoopbackReceiver(fake).start()
+    mp_env(MIXPANEL_TOKEN=fake.token, MIXPANEL_HOST=receiver.url, **variables)
+    return fake, receiver
+
+
+def _track_the_three_identities() -> None:
+    tracking_core.track("Anonymous", anonymous_id="anon-9f8e")
+    tracking_core.track("Both", user_id="user-12345", anonymous_id="anon-9f8e")
+    tracking_core.track("User", user_id="user-12345")
+    tracking_core.track("Nobody")
+    assert tracking_core.flush_tracking(10)
+
+
+@pytest.mark.parametrize("setting", [None, "simplified", " Simplified "])
+def test_simplified_id_merge_by_default(mp_env: Enable, setting: str | None) -> None:
+    variables = {} if setting is None else {"MIXPANEL_ID_MERGE": setting}
+    fake, receiver = _served_fake(mp_env, "simplified", **variables)
+    try:
+        _track_the_three_identities()
+    finally:
+        receiver.stop()
+    assert fake.refusals == []
+    props = _by_name(fake)
+    assert props["Anonymous"]["distinct_id"] == "$device:anon-9f8e"
+    assert props["Anonymous"]["$device_id"] == "anon-9f8e" and "$user_id" not in props["Anonymous"]
+    assert props["Both"]["distinct_id"] == "user-12345"
+    assert props["Both"]["$user_id"] == "user-12345" and props["Both"]["$device_id"] == "anon-9f8e"
+    assert (
+        props["User"]["distinct_id"] == "user-12345" and props["User"]["$user_id"] == "user-12345"
+    )
+    assert props["Nobody"]["distinct_id"] == ""
+
+
+@pytest.mark.parametrize("import_mode", [False, True], ids=["track", "import"])
+def test_original_id_merge_uses_the_anonymous_id_itself(mp_env: Enable, import_mode: bool) -> None:
+    variables = {"MIXPANEL_ID_MERGE": "Original"}
+    if import_mode:
+        variables["MIXPANEL_API_SECRET"] = "sec-id-merge-1"
+    fake, receiver = _served_fake(mp_env, "original", **variables)
+    fake.api_secret = "sec-id-merge-1"
+    try:
+        _track_the_three_identities()
+    finally:
+        receiver.stop()
+    assert fake.refusals == []
+    assert [r.path for r in receiver.requests] == ["/import" if import_mode else "/track"]
+    props = _by_name(fake)
+    assert props["Anonymous"]["distinct_id"] == "anon-9f8e"
+    assert props["Both"]["distinct_id"] == "user-12345"
+    assert props["User"]["distinct_id"] == "user-12345"
+    assert props["Nobody"]["distinct_id"] == ""
+    for name in ("Anonymous", "Both", "User", "Nobody"):
+        # Simplified ID Merge's properties: not sent to an Original ID Merge project.
+        assert "$device_id" not in props[name] and "$user_id" not in props[name], name
+    assert tracking_core.tracking_stats()["mixpanel"].delivered == 4
+
+
+def test_the_simplified_shape_is_refused_by_an_original_project(mp_env: Enable) -> None:
+    """The fake in Original mode catches a provider left on the default for such a project."""
+    fake, receiver = _served_fake(mp_env, "original")
+    try:
+        tracking_core.track("Anonymous", anonymous_id="anon-9f8e")
+        assert tracking_core.flush_tracking(10)
+    finally:
+        receiver.stop()
+    assert fake.events == []
+    assert any("$device:" in refusal for refusal in fake.refusals)

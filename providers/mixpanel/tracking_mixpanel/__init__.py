@@ -12,7 +12,7 @@ from typing import Any
 
 from tracking_core import ProviderSetting, hookimpl
 
-from .provider import DEFAULT_HOST, MixpanelProvider, MixpanelSettings
+from .provider import DEFAULT_HOST, ID_MERGE_SIMPLIFIED, MixpanelProvider, MixpanelSettings
 
 __all__ = [
     "MixpanelProvider",
@@ -69,5 +69,12 @@ def tracking_provider_settings() -> list[ProviderSetting]:
         ProviderSetting(
             "MIXPANEL_PROJECT_ID",
             "numeric project id, sent with a service account",
+        ),
+        ProviderSetting(
+            "MIXPANEL_ID_MERGE",
+            "the project's ID Merge API (Project Settings > Identity Merge): simplified, or "
+            "original (anonymous events then use the anonymous id itself as distinct_id, "
+            "without $device_id/$user_id)",
+            default=ID_MERGE_SIMPLIFIED,
         ),
     ]

@@ -21,7 +21,9 @@ fails loudly):
     not before 1971, not more than 1 h in the future and, on ``/track``, not older than 5 days;
     ``$insert_id`` of 1-36 characters of ``[A-Za-z0-9-]`` (required here, although Mixpanel makes
     it optional on ``/track``); ``$user_id``/``$device_id`` when present are non-empty,
-    non-placeholder strings. At most 2000 events and 10 MB (after gunzip) per request.
+    non-placeholder strings. Given ``id_merge``, the identities must also be consistent with the
+    project's ID Merge API (see `MixpanelFake`). At most 2000 events and 10 MB (after gunzip) per
+    request.
     Any invalid event refuses the whole request (real Mixpanel may keep the valid ones): the
     answer is HTTP 200 with ``{"status": 0, "error": "..."}`` (``verbose=1``) or the text ``0``;
     success is ``{"status": 1, "error": null}`` or ``1``. A body over 10 MB gets a 413.
@@ -96,6 +98,12 @@ class MixpanelFake:
         max_events: events or updates per request.
         max_body_bytes: body size per request, after gunzip.
         require_insert_id: refuse ``/track`` events without ``$insert_id``.
+        id_merge: the project's ID Merge API, checked on every event's identities. None (the
+            default) accepts the shapes of both. ``"simplified"``: a ``distinct_id`` next to a
+            ``$user_id`` must equal it, and next to only a ``$device_id`` must be
+            ``$device:<that id>`` (what Mixpanel derives). ``"original"``: a ``distinct_id`` of
+            the ``$device:<id>`` form is refused, since Original ID Merge never derives those
+            and would count each as a user of its own (real Mixpanel keeps such events).
 
     Attributes (read them as properties; each returns a copy):
         events: accepted event records (``{"event", "properties"}``), in arrival order.
@@ -113,7 +121,10 @@ class MixpanelFake:
         max_events: int = 2000,
         max_body_bytes: int = 10_000_000,
         require_insert_id: bool = True,
+        id_merge: str | None = None,
     ) -> None:
+        if id_merge not in (None, "simplified", "original"):
+            raise ValueError(f"id_merge must be None, 'simplified' or 'original', not {id_merge!r}")
         self.token = token
         self.api_secret = api_secret
         self.service_account = service_account
@@ -121,6 +132,7 @@ class MixpanelFake:
         self.max_events = max_events
         self.max_body_bytes = max_body_bytes
         self.require_insert_id = require_insert_id
+        self.id_merge = id_merge
         #: A function of one event record returning an error text to make it invalid, or None.
         self.reject_events: Callable[[Mapping[str, Any]], str | None] | None = None
         self._lock = threading.Lock()
@@ -401,6 +413,7 @@ class MixpanelFake:
                 value = props[key]
                 if not isinstance(value, str) or not value.strip() or _is_placeholder(value):
                     raise _Invalid(f"properties.{key}", f"{key!r} is an invalid value: {value!r}")
+        self._check_id_merge(props, distinct_id)
         self._check_time(props, now_ms, track=track)
         if "$insert_id" in props or not track or self.require_insert_id:
             insert_id = props.get("$insert_id")
@@ -417,6 +430,27 @@ class MixpanelFake:
             error = self.reject_events(record)
             if error:
                 raise _Invalid("properties", error)
+
+    def _check_id_merge(self, props: Mapping[str, Any], distinct_id: str) -> None:
+        if self.id_merge == "original":
+            if distinct_id.startswith("$device:"):
+                raise _Invalid(
+                    "properties.distinct_id",
+                    f"{distinct_id!r:.60}: a $device: id is derived by Simplified ID Merge only; "
+                    "this project uses Original ID Merge",
+                )
+        elif self.id_merge == "simplified" and distinct_id:
+            user_id, device_id = props.get("$user_id"), props.get("$device_id")
+            if user_id is not None and distinct_id != user_id:
+                raise _Invalid(
+                    "properties.distinct_id",
+                    "'distinct_id' must equal '$user_id' when both are set",
+                )
+            if user_id is None and device_id is not None and distinct_id != f"$device:{device_id}":
+                raise _Invalid(
+                    "properties.distinct_id",
+                    "'distinct_id' must be '$device:<$device_id>' for an anonymous event",
+                )
 
     @staticmethod
     def _check_time(props: Mapping[str, Any], now_ms: int, *, track: bool) -> None:

@@ -38,9 +38,11 @@ from tracking_core.settings import env_secret, env_url
 
 __all__ = [
     "DEFAULT_HOST",
+    "ID_MERGE_MODES",
     "PLACEHOLDER_IDS",
     "MixpanelProvider",
     "MixpanelSettings",
+    "mixpanel_datetime",
 ]
 
 #: The US ingestion host; EU projects use ``https://api-eu.mixpanel.com``, India ``api-in``.
@@ -93,6 +95,20 @@ RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id",
 ROUTE_EVENTS = "events"
 ROUTE_ENGAGE = "engage"
 
+#: ``MIXPANEL_ID_MERGE``: the project's ID management version (Mixpanel: Project Settings >
+#: Identity Merge). ``simplified`` (the default; Simplified ID Merge, released March 2023): an
+#: anonymous event carries ``$device_id`` and ``distinct_id`` ``$device:<id>``, an identified one
+#: ``$user_id``, and the first event carrying both merges them. ``original`` (Original ID Merge,
+#: or ID Merge disabled): ``distinct_id`` is the anonymous id itself and neither ``$device_id``
+#: nor ``$user_id`` is sent. Mixpanel's server-side guide for Original ID Merge sets
+#: ``distinct_id`` to the anonymous id ("You do not need to set the $device_id property") and
+#: merges only through ``$identify``/``$merge`` events; ``$device:`` ids are what Simplified ID
+#: Merge derives, so under Original ID Merge each would stay a user of its own
+#: (docs.mixpanel.com/docs/tracking-methods/id-management/identifying-users-original).
+ID_MERGE_SIMPLIFIED = "simplified"
+ID_MERGE_ORIGINAL = "original"
+ID_MERGE_MODES = (ID_MERGE_SIMPLIFIED, ID_MERGE_ORIGINAL)
+
 
 # What the provider treats as "no id": Mixpanel's refused values and the common ones.
 _NOT_IDS = PLACEHOLDER_IDS | COMMON_PLACEHOLDERS
@@ -113,6 +129,19 @@ def insert_id_for(event_id: str) -> str:
     if _INSERT_ID.fullmatch(event_id) and not _is_placeholder(event_id):
         return event_id
     return str(uuid.uuid5(_INSERT_ID_NAMESPACE, event_id))
+
+
+def mixpanel_datetime(when: _dt.datetime) -> str:
+    """Mixpanel's form for a Date property, ``YYYY-MM-DDTHH:MM:SS`` in UTC ("An ISO formatted
+    date YYYY-MM-DDTHH:MM:SS in UTC", docs.mixpanel.com/docs/data-structure/property-reference/
+    data-type). A naive value is taken as UTC; microseconds are dropped (truncated)."""
+    offset = when.utcoffset()
+    if offset is not None:
+        when = when - offset
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
+        f"T{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
+    )
 
 
 def epoch_ms(when: _dt.datetime) -> int:
@@ -136,6 +165,8 @@ class MixpanelSettings:
         service_account_username: ``MIXPANEL_SERVICE_ACCOUNT_USERNAME``, for ``/import``.
         service_account_secret: ``MIXPANEL_SERVICE_ACCOUNT_SECRET``, for ``/import``.
         project_id: ``MIXPANEL_PROJECT_ID`` (digits), sent with a service account.
+        id_merge: ``MIXPANEL_ID_MERGE``, the project's ID Merge API: ``"simplified"`` (the
+            default) or ``"original"``; see `ID_MERGE_MODES`.
     """
 
     token: str = dataclasses.field(repr=False)
@@ -144,6 +175,7 @@ class MixpanelSettings:
     service_account_username: str | None = dataclasses.field(default=None, repr=False)
     service_account_secret: str | None = dataclasses.field(default=None, repr=False)
     project_id: str | None = None
+    id_merge: str = ID_MERGE_SIMPLIFIED
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> MixpanelSettings | None:
@@ -151,7 +183,8 @@ class MixpanelSettings:
 
         Raises `SettingsError` (naming the variable, never showing a secret) for a malformed
         value: an unreadable ``_FILE``, a host that is not an http(s) URL, a service account
-        given in part, a project id that is not a number.
+        given in part, a project id that is not a number, an ID Merge API other than
+        ``simplified`` or ``original``.
         """
         token = env_secret(environ, "MIXPANEL_TOKEN")
         if token is None:
@@ -177,6 +210,13 @@ class MixpanelSettings:
             )
         if project_id is not None and not project_id.isdigit():
             raise SettingsError("MIXPANEL_PROJECT_ID", "expected a numeric project id")
+        id_merge = (_plain(environ, "MIXPANEL_ID_MERGE") or ID_MERGE_SIMPLIFIED).lower()
+        if id_merge not in ID_MERGE_MODES:
+            raise SettingsError(
+                "MIXPANEL_ID_MERGE",
+                f"expected simplified or original (the project's ID Merge API), "
+                f"got {environ['MIXPANEL_ID_MERGE'].strip()!r:.40}",
+            )
         return cls(
             token=token,
             host=host,
@@ -184,6 +224,7 @@ class MixpanelSettings:
             service_account_username=username,
             service_account_secret=sa_secret,
             project_id=project_id,
+            id_merge=id_merge,
         )
 
     @property
@@ -280,24 +321,29 @@ class MixpanelProvider(HttpProvider):
         # Server events would otherwise be geolocated at the server's address; a caller's own
         # "ip" property (the end user's address) wins.
         properties["ip"] = "0"
-        for key, value in json_safe(event.properties).items():
+        converted = json_safe(event.properties, datetime_format=mixpanel_datetime)
+        for key, value in converted.items():
             if key not in RESERVED_PROPERTIES:
                 properties[key] = value
         properties["token"] = self._settings.token
+        simplified = self._settings.id_merge == ID_MERGE_SIMPLIFIED
         if user_id is not None:
             distinct_id = user_id
         elif device_id is not None:
-            # What Simplified ID Merge derives (and Mixpanel's client SDKs send) for a device.
-            distinct_id = f"$device:{device_id}"
+            # Simplified ID Merge: what it derives (and Mixpanel's client SDKs send) for a
+            # device. Original ID Merge: the anonymous id itself.
+            distinct_id = f"$device:{device_id}" if simplified else device_id
         else:
             distinct_id = ""  # Mixpanel's documented value for events that belong to no user
         properties["distinct_id"] = distinct_id
         properties["time"] = epoch_ms(event.timestamp)
         properties["$insert_id"] = insert_id_for(event.event_id)
-        if user_id is not None:
-            properties["$user_id"] = user_id
-        if device_id is not None:
-            properties["$device_id"] = device_id
+        if simplified:
+            # The properties Simplified ID Merge resolves (and merges) identities from.
+            if user_id is not None:
+                properties["$user_id"] = user_id
+            if device_id is not None:
+                properties["$device_id"] = device_id
         return WireItem({"event": event.name, "properties": properties}, ROUTE_EVENTS)
 
     def _check_time(self, when: _dt.datetime) -> None:
@@ -326,7 +372,7 @@ class MixpanelProvider(HttpProvider):
             "$token": self._settings.token,
             "$distinct_id": identify.user_id,
             "$ip": "0",
-            "$set": json_safe(identify.traits),
+            "$set": json_safe(identify.traits, datetime_format=mixpanel_datetime),
         }
         return WireItem(update, ROUTE_ENGAGE)
 
