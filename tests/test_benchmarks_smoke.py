@@ -39,6 +39,9 @@ def _tables(text: str) -> dict[str, list[list[str]]]:
     return tables
 
 
+pytestmark = pytest.mark.slow  # runs the peers benchmark driver (about 9 s)
+
+
 @pytest.fixture(scope="module")
 def output(tmp_path_factory: pytest.TempPathFactory) -> str:
     markdown = tmp_path_factory.mktemp("bench") / "tables.md"

@@ -242,7 +242,7 @@ def _report(
     stats = api.tracking_stats()
     header = (
         f"\n{'destination':<12} {'events':>7} {'identifies':>10} {'requests':>8} "
-        f"{'retries':>7} {'missing':>7} {'duplicated':>10}\n"
+        f"{'failed requests':>15} {'events resent':>13} {'missing':>7} {'duplicated':>10}\n"
     )
     out.write(header)
     everything = flushed
@@ -252,10 +252,12 @@ def _report(
         duplicated = sum(1 for count in counts.values() if count > 1)
         identifies = destination.identify_count()
         provider = stats.get(destination.provider)
-        retries = provider.retried if provider else 0
+        failed = provider.failed if provider else 0
+        resent = provider.retried if provider else 0
         out.write(
             f"{destination.provider:<12} {sum(counts.values()):>7} {identifies:>10} "
-            f"{len(destination.server.requests):>8} {retries:>7} {missing:>7} {duplicated:>10}\n"
+            f"{len(destination.server.requests):>8} {failed:>15} {resent:>13} {missing:>7} "
+            f"{duplicated:>10}\n"
         )
         if missing or duplicated or identifies != WORKERS:
             everything = False

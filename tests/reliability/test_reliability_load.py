@@ -249,6 +249,7 @@ def check_responsiveness(outcome: Mapping[str, Any]) -> None:
     assert outcome["tracked_s"] < 60.0, outcome
 
 
+@pytest.mark.slow
 def test_threads_and_asyncio_tasks_into_four_providers_every_event_delivered_once(
     fakes: list[Destination], reliability_report: ReliabilityReport
 ) -> None:
@@ -274,6 +275,7 @@ def test_threads_and_asyncio_tasks_into_four_providers_every_event_delivered_onc
     )
 
 
+@pytest.mark.slow
 def test_a_burst_above_the_default_queue_bound_is_dropped_and_counted_never_lost(
     fakes: list[Destination], reliability_report: ReliabilityReport
 ) -> None:
