@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import itertools
+import json
 import logging
 import os
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -425,6 +428,59 @@ def test_debug_logs_each_batch_without_secrets(
     for record in caplog.records:
         assert SECRET not in record.getMessage()
     assert SECRET not in repr(JsonBatch(receiver.url))
+
+
+class QuotedSecret(JsonBatch):
+    """A provider whose key holds a quote, a backslash and a slash, sent in a Basic header it
+    builds itself (base64 of ``key:``) and in the body (JSON-escaped)."""
+
+    name = "quoted"
+    KEY = 'sk"live\\quoted/secret-42'
+
+    def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
+        basic = base64.b64encode(f"{self.KEY}:".encode()).decode()
+        body = b'{"key":' + json.dumps(self.KEY).encode() + b',"batch":' + join_json(items) + b"}"
+        return HttpRequest(f"{self.url}/{route}", body, {"Authorization": f"Basic {basic}"})
+
+    def secrets(self) -> Sequence[str]:
+        return (self.KEY,)  # only the raw key: its derived forms are the sender's to mask
+
+
+def test_every_form_a_secret_is_sent_in_is_masked_when_echoed(
+    engine_env: Callable[..., None], receiver: LoopbackReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine_env(TRACKING_DEBUG="1")
+    caplog.set_level(logging.DEBUG)
+    key = QuotedSecret.KEY
+    forms = {
+        "raw": key,
+        "json": json.dumps(key)[1:-1],
+        "json-slash": json.dumps(key)[1:-1].replace("/", "\\/"),
+        "url": urllib.parse.quote(key, safe=""),
+        "basic": base64.b64encode(f"{key}:".encode()).decode(),
+    }
+
+    def echo(request: ReceivedRequest) -> Reply:
+        # As a receiver may echo them: the header as received, the key JSON-escaped (also the
+        # way PHP escapes slashes) and URL-encoded.
+        auth = request.headers["authorization"]
+        text = (
+            f'{{"auth": "{auth}", "key": "{forms["json"]}", "php": "{forms["json-slash"]}", '
+            f'"url": "{forms["url"]}"}}'
+        )
+        return Reply(400, text, {"X-Echo": auth})
+
+    receiver.responder = echo
+    provider = QuotedSecret(receiver.url)
+    tc.register_tracking_provider(provider)
+    tc.track("e")
+    assert tc.flush_tracking(5)
+    stats = tc.tracking_stats()["quoted"]
+    assert stats.dropped == {"rejected": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    shown = "\n".join([caplog.text, stats.last_error or "", repr(provider), *messages])
+    assert "***" in (stats.last_error or "")
+    assert [name for name, form in forms.items() if form in shown] == []
 
 
 def test_a_hung_server_blocks_nothing_and_memory_stays_bounded(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -51,11 +52,47 @@ rate_limited = RateLimitedLog()
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every secret (of four characters or more) replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    """`text` with every secret (of four characters or more) replaced by ``***``, in every
+    form it may be sent or echoed in (see `secret_forms`)."""
+    return mask(text, secret_forms(secrets))
+
+
+def mask(text: str, forms: Iterable[str]) -> str:
+    """`text` with each of `forms` (as `secret_forms` gives them: longest first) replaced by
+    ``***``."""
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
     return text
+
+
+def secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """Every form in which `secrets` may be sent, or echoed back in an answer or a log line:
+    as is; JSON-escaped (``"`` and ``\\`` escaped, with and without ``\\uXXXX`` for
+    non-ASCII, with and without ``\\/``); percent-encoded (as in a URL's path, query or
+    form body); as Python shows it in a ``repr`` of a string or of bytes. Secrets shorter
+    than four characters are left out (masking them would garble every line). Longest first,
+    so that a secret is masked whole before any part of it. Cached."""
+    return _secret_forms(tuple(secret for secret in secrets if secret and len(secret) >= 4))
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    import json
+    import urllib.parse
+
+    forms: set[str] = set()
+    for secret in secrets:
+        escaped = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        escaped |= {form.replace("/", "\\/") for form in escaped}
+        forms |= escaped
+        forms.add(secret)
+        forms.add(urllib.parse.quote(secret, safe=""))
+        forms.add(urllib.parse.quote(secret))
+        forms.add(urllib.parse.quote_plus(secret))
+        forms.add(repr(secret)[1:-1])
+        forms.add(repr(secret.encode("utf-8", "surrogatepass"))[2:-1])
+    return tuple(sorted((form for form in forms if len(form) >= 4), key=len, reverse=True))
 
 
 def enable_debug_logging() -> None:

@@ -11,11 +11,14 @@ A provider subclasses `HttpProvider` and writes only its wire mapping:
 - the limits: `max_events`, `max_request_bytes`, `max_item_bytes` (or `HttpProvider.limits`
   per route).
 
-The engine and this module do the rest: batching by count, time and encoded size; one keep-alive
-``httpx.Client`` per provider with TLS verification on; retries with exponential backoff and full
-jitter on connection errors, timeouts, 408, 429 and 5xx, honouring ``Retry-After``; bounded
-attempts and time per batch; 413 splits; partial rejections; a circuit that probes a dead
-destination slowly; 410 stops the provider; every drop counted under its reason.
+The engine and this module do the rest: batching by count, time and encoded size; one
+transport per provider (`tracking_core.transport.DefaultTransport`: keep-alive, TLS verification
+on, the environment's proxies, one deadline per attempt, answers read up to
+`tracking_core.transport.MAX_ANSWER_BYTES`); retries with exponential backoff and full jitter on
+connection errors, timeouts, 408, 429 and 5xx, honouring ``Retry-After``; bounded attempts and
+time per batch; 413 splits; partial rejections; a circuit that probes a dead destination slowly;
+410 stops the provider; every drop counted under its reason; the provider's secrets masked, in
+every form they are sent in, in every log line and ``last_error``.
 
 ``httpx`` is imported the first time a request is sent, so ``import tracking_core`` stays cheap.
 """
@@ -30,18 +33,18 @@ import json
 import logging
 import math
 import os
-import socket
 import time
+import types
 import urllib.parse
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._log import logger, rate_limited, redact
+from ._log import logger, mask, rate_limited, secret_forms
 from ._version import __version__
 from .engine import DeliveryControl, DropReason, Item
-from .process import import_guard
 from .event import TrackingEvent, TrackingIdentify, json_safe, uuid4_strings
+from .process import import_guard
 
 if TYPE_CHECKING:
     import httpx
@@ -169,10 +172,13 @@ class HttpResponse:
     Attributes:
         status: the HTTP status code.
         headers: the response headers, names in lower case.
-        body: the raw body.
+        body: the body, decoded when it came gzip- or deflate-encoded, and at most
+            `tracking_core.transport.MAX_ANSWER_BYTES` long.
         count: how many items the request carried.
         items: the encoded items the request carried, in order (indexes in an `Outcome` refer
             to them), for vendors whose answer names items by their ids.
+        truncated: the answer was longer than `body`: only its start was read (its status
+            still counts).
     """
 
     status: int
@@ -180,6 +186,7 @@ class HttpResponse:
     body: bytes
     count: int
     items: Sequence[bytes] = ()
+    truncated: bool = False
 
     def json(self) -> Any:
         """The body parsed as JSON, or None when it is not JSON."""
@@ -225,10 +232,10 @@ class _SecretMask(logging.Filter):
         self.providers: weakref.WeakSet[HttpProvider] = weakref.WeakSet()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [secret for provider in list(self.providers) for secret in provider.secrets()]
-        if secrets:
+        forms = [form for provider in list(self.providers) for form in provider._masks()]
+        if forms:
             message = record.getMessage()
-            masked = redact(message, secrets)
+            masked = mask(message, sorted(forms, key=len, reverse=True))
             if masked != message:
                 record.msg, record.args = masked, None
         return True
@@ -237,6 +244,22 @@ class _SecretMask(logging.Filter):
 _secret_mask = _SecretMask()
 for _name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
     logging.getLogger(_name).addFilter(_secret_mask)
+
+#: Request headers whose values are credentials: masked in every form once sent.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+_transport: types.ModuleType | None = None
+
+
+def _transport_module() -> types.ModuleType:
+    """`tracking_core.transport`, imported on first use (it imports httpx and httpcore): kept
+    here so that a request pays no import statement."""
+    global _transport
+    if _transport is None:
+        from . import transport
+
+        _transport = transport
+    return _transport
 
 
 def default_outcome(response: HttpResponse) -> Outcome:
@@ -272,8 +295,13 @@ class HttpProvider(abc.ABC):
     #: Encoded size of one item; None means `max_request_bytes` less the envelope.
     max_item_bytes: int | None = None
 
-    _client: httpx.HTTPTransport | None = None
+    #: The transport requests go through (built on the first request, in each process).
+    _client: httpx.BaseTransport | None = None
     _client_pid: int = 0
+    #: Values derived from what was sent (URL credentials, the Basic token made from them,
+    #: Authorization values), masked like `secrets()`.
+    _derived: tuple[str, ...] = ()
+    _mask_cache: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     _consecutive_failures: int = 0
     _circuit_until: float = 0.0
 
@@ -505,12 +533,13 @@ class HttpProvider(abc.ABC):
 
     def warn(self, key: str, message: str, *args: object) -> None:
         """Log a warning through the rate limiter (one line per key a minute), with this
-        provider's `secrets()` masked in every string argument. `message` is %-formatted and
-        gets the prefix ``"tracking: "``."""
-        safe = tuple(redact(a, self.secrets()) if isinstance(a, str) else a for a in args)
+        provider's secrets masked (in every form, see `_masks`) in every string argument.
+        `message` is %-formatted and gets the prefix ``"tracking: "``."""
+        forms = self._masks()
+        safe = tuple(mask(a, forms) if isinstance(a, str) else a for a in args)
         rate_limited.log(logging.WARNING, f"{self.name}:{key}", "tracking: " + message, *safe)
 
-    def _http(self) -> httpx.HTTPTransport:
+    def _http(self) -> httpx.BaseTransport:
         pid = os.getpid()
         # Only this provider's worker thread sends, so no lock is needed. The transport is
         # used without an httpx.Client: we follow no redirects, keep no cookies and need no
@@ -519,16 +548,10 @@ class HttpProvider(abc.ABC):
             with _STACK_LOCK:
                 import encodings.idna  # noqa: F401 - else loaded by the first connection
 
-                import httpcore  # noqa: F401
-                import httpx
-
-                # After a fork the parent's connections are not ours: start afresh.
-                # TCP_NODELAY: a request goes out as headers then body; without it Nagle's
-                # algorithm can hold the body until the server's delayed ACK (~40 ms each).
-                self._client = httpx.HTTPTransport(
-                    verify=True,
-                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                )
+                # After a fork the parent's connections are not ours: start afresh. The
+                # transport (its module imports httpx and httpcore) reads the certificate and
+                # proxy variables now.
+                self._client = _transport_module().DefaultTransport()
             self._client_pid = pid
             _secret_mask.providers.add(self)
         return self._client
@@ -538,6 +561,25 @@ class HttpProvider(abc.ABC):
         client, self._client = self._client, None
         if client is not None and self._client_pid == os.getpid():
             client.close()
+
+    def _masks(self) -> tuple[str, ...]:
+        """Every form of this provider's secrets (its `secrets()`, what was derived from what it
+        sent, and its transport's proxy credentials), as `tracking_core._log.secret_forms`
+        gives them. Cached: recomputed only when one of them changes."""
+        extra = getattr(self._client, "secrets", None)
+        key = (*self.secrets(), *self._derived, *(extra() if callable(extra) else ()))
+        cached = self._mask_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        forms = secret_forms(key)
+        self._mask_cache = (key, forms)
+        return forms
+
+    def _remember(self, *values: str | None) -> None:
+        """Mask `values` (derived from a secret while sending) from now on."""
+        new = tuple(v for v in values if v and v not in self._derived)
+        if new:
+            self._derived = (*self._derived, *new)
 
     def _attempt(
         self,
@@ -551,18 +593,26 @@ class HttpProvider(abc.ABC):
         transport = self._http()  # first: it imports httpx under the fork lock
         import httpx
 
+        stack = _transport_module()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"tracking-core/{__version__} ({self.name})",
             **request.headers,
         }
+        for name, value in request.headers.items():
+            if name.lower() in _CREDENTIAL_HEADERS and value not in self._derived:
+                self._remember(value, value.partition(" ")[2])
         url = httpx.URL(request.url)
         if url.userinfo:
             # Credentials in the URL become Basic auth, as an httpx.Client would do, unless
             # the provider set its own Authorization header; they never go on the wire as-is.
+            # Whatever is sent is masked from now on, the Basic token included.
+            self._remember(url.username, url.password)
             if not any(name.lower() == "authorization" for name in headers):
                 token = f"{url.username}:{url.password}".encode()
-                headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+                basic = base64.b64encode(token).decode("ascii")
+                self._remember(basic)
+                headers["Authorization"] = "Basic " + basic
             url = url.copy_with(username=None, password=None)
         body = request.body
         if request.gzip and len(body) >= GZIP_MIN_BYTES:
@@ -571,18 +621,21 @@ class HttpProvider(abc.ABC):
         started = time.monotonic()
         status: int | None = None
         try:
-            limits = {"connect": min(timeout, 5.0), "read": timeout, "write": timeout}
+            # One deadline for the whole attempt (connect, TLS, sending, the answer's headers
+            # and body), on top of the per-operation timeouts.
+            connect = min(timeout, stack.CONNECT_TIMEOUT_MAX)
+            limits = {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
             response = transport.handle_request(
                 httpx.Request(
                     "POST",
                     url,
                     content=body,
                     headers=headers,
-                    extensions={"timeout": {**limits, "pool": timeout}},
+                    extensions={"timeout": limits, stack.DEADLINE: started + timeout},
                 )
             )
             try:
-                content = response.read()
+                content, truncated = stack.read_answer(response, stack.MAX_ANSWER_BYTES)
             finally:
                 response.close()
             status = response.status_code
@@ -592,20 +645,44 @@ class HttpProvider(abc.ABC):
                 content,
                 len(items),
                 items,
+                truncated,
             )
+            if truncated:
+                self.warn(
+                    "answer_too_long",
+                    "%s: an answer (HTTP %d) was longer than %d bytes; only its start was read",
+                    self.name,
+                    status,
+                    stack.MAX_ANSWER_BYTES,
+                )
             outcome = self.read_response(route, answer)
         except httpx.TransportError as exc:
-            outcome = Outcome("retry", f"{type(exc).__name__} (no answer)")
+            port = url.port or (443 if url.scheme == "https" else 80)
+            failure = stack.describe_failure(exc, f"{url.host}:{port}")
+            if failure.permanent:
+                # Sending again cannot help (a certificate, proxy credentials): drop this
+                # batch now, say how to fix it; later batches try again.
+                outcome = Outcome("reject", failure.message)
+                rate_limited.log(
+                    logging.ERROR,
+                    f"{self.name}:transport",
+                    "tracking: %s: %s; the batch is dropped, not retried%s",
+                    self.name,
+                    mask(failure.message, self._masks()),
+                    f" ({failure.hint})" if failure.hint else "",
+                )
+            else:
+                outcome = Outcome("retry", failure.message)
         delivered = outcome.kind == "delivered" and not outcome.rejected
-        control.batch_sent(status, None if delivered else redact(outcome.reason, self.secrets()))
+        control.batch_sent(status, None if delivered else mask(outcome.reason, self._masks()))
         if control.settings.debug:
             parts = urllib.parse.urlsplit(request.url)
             logger.info(
                 "tracking: %s sent %d items to %s -> %s in %.1f ms (attempt %d)",
                 self.name,
                 len(items),
-                redact(f"{parts.netloc.rpartition('@')[2]}{parts.path}", self.secrets()),
-                status if status is not None else outcome.reason,
+                mask(f"{parts.netloc.rpartition('@')[2]}{parts.path}", self._masks()),
+                status if status is not None else mask(outcome.reason, self._masks()),
                 (time.monotonic() - started) * 1000,
                 attempt,
             )
