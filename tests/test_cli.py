@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +67,7 @@ def test_providers_json_reports_errors_and_allowlist() -> None:
         POSTHOG_HOST="not a url",
         TRACKING_PROVIDERS="posthog,amplitude",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # posthog is configured, and disabled
     data = json.loads(result.stdout)
     plugins = {p["entry_point"]: p for p in data["plugins"]}
     assert plugins["posthog"]["enabled"] is False
@@ -125,10 +129,273 @@ def test_demo_delivers_every_event_exactly_once() -> None:
     assert "Every event arrived exactly once at every destination." in table
     for name in ("posthog", "mixpanel", "amplitude", "webhook"):
         row = next(line.split() for line in table.splitlines() if line.startswith(name + " "))
-        events, identifies, requests, retries, missing, duplicated = map(int, row[1:])
+        events, identifies, requests, failed, resent, missing, duplicated = map(int, row[1:])
         assert events == 4 * 60 + 50 * 6
         assert identifies == 4 and missing == 0 and duplicated == 0
-        assert retries >= 1  # each destination failed its first request
+        assert failed >= 1 and resent >= 1  # each destination failed its first request
         assert requests >= 2
     for secret in ("phc_demo_key_0123456789", "demo-webhook-token"):
         assert secret not in result.stdout + result.stderr
+
+
+# -- hardening (issue #10, items 18 and 21-23) ---------------------------------------------------
+
+
+def _block(text: str, entry_point: str) -> str:
+    """The lines `tracking providers` prints for one entry point."""
+    blocks = text.split("\n\n")
+    return next(block for block in blocks if block.startswith(f"{entry_point}  ("))
+
+
+def test_providers_says_a_blank_required_variable_is_blank_and_exits_1() -> None:
+    result = tracking("providers", TRACKING_PROVIDERS="posthog", POSTHOG_API_KEY="   ")
+    assert result.returncode == 1, result.stdout + result.stderr
+    block = _block(result.stdout, "posthog")
+    assert "set (hidden)" not in block
+    assert "to enable it" not in block
+    assert "POSTHOG_API_KEY is blank" in block
+    assert "POSTHOG_API_KEY (required): blank" in block
+
+    result = tracking("providers", "--json", TRACKING_PROVIDERS="posthog", POSTHOG_API_KEY=" \t")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    (posthog,) = [p for p in data["plugins"] if p["entry_point"] == "posthog"]
+    key = next(s for s in posthog["settings"] if s["name"] == "POSTHOG_API_KEY")
+    assert key["set"] is False and key["blank"] is True
+    assert posthog["problem"] is True and "blank" in posthog["status"]
+    assert data["ok"] is False
+
+
+def test_providers_exits_1_when_a_configured_provider_is_disabled() -> None:
+    env = {"POSTHOG_API_KEY": SECRET_KEY, "POSTHOG_HOST": "not a url"}
+    result = tracking("providers", **env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    block = _block(result.stdout, "posthog")
+    assert "disabled: POSTHOG_HOST" in block and "to enable it" not in block
+    # Installed but unconfigured packages are no problem.
+    assert _block(result.stdout, "mixpanel").splitlines()[1].strip().startswith("disabled: set")
+    result = tracking("providers", "--json", **env)
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["problems"] == ["posthog"]
+    assert SECRET_KEY not in result.stdout + result.stderr
+    # The same environment without the bad value: everything fine.
+    assert tracking("providers", POSTHOG_API_KEY=SECRET_KEY).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_send_refuses_a_timeout_that_is_not_a_positive_number(
+    receiver: LoopbackReceiver, value: str
+) -> None:
+    result = tracking(
+        "send",
+        "CLI Check",
+        f"--timeout={value}",
+        TRACKING_PROVIDERS="webhook",
+        TRACKING_WEBHOOK_URL=receiver.url + "/in",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--timeout" in result.stderr and "positive" in result.stderr
+    assert receiver.requests == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _budgets(text: str) -> set[float]:
+    """Every "N s budget" figure in `text`."""
+    return {float(n) for n in re.findall(r"(\d+(?:\.\d+)?) ?s budget", text)}
+
+
+def test_send_to_a_refused_port_shows_the_error_and_stops_when_waiting_cannot_help() -> None:
+    started = time.monotonic()
+    result = tracking(
+        "send",
+        "CLI Check",
+        "--timeout",
+        "20",
+        TRACKING_PROVIDERS="webhook",
+        TRACKING_WEBHOOK_URL=f"http://127.0.0.1:{_closed_port()}/in",
+        TRACKING_MAX_ATTEMPTS="6",  # the circuit (5 failures) opens before the last attempt
+    )
+    elapsed = time.monotonic() - started
+    text = result.stdout + result.stderr
+    assert result.returncode == 1, text
+    # The error as it happened, before the table.
+    header = result.stdout.index("provider ")
+    live = result.stdout[:header]
+    assert "webhook" in live and "refused" in live.lower(), result.stdout
+    row = next(line for line in result.stdout[header:].splitlines() if line.startswith("webhook"))
+    assert "refused" in row.lower() and "delivered" not in row
+    # The next attempt could only come after the 30 s probe interval: waiting out the 20 s
+    # budget cannot help, so it says so at once instead.
+    assert elapsed < 15, (elapsed, text)
+    assert "not finished" not in text
+    assert _budgets(text) <= {20.0}
+
+
+def test_send_to_a_hung_server_states_one_budget() -> None:
+    with LoopbackReceiver(lambda request: Reply(action="hang")) as server:
+        started = time.monotonic()
+        result = tracking(
+            "send",
+            "CLI Check",
+            "--timeout",
+            "2",
+            TRACKING_PROVIDERS="webhook",
+            TRACKING_WEBHOOK_URL=server.url + "/in",
+            TRACKING_HTTP_TIMEOUT="30",
+        )
+        elapsed = time.monotonic() - started
+    text = result.stdout + result.stderr
+    assert result.returncode == 1, text
+    row = next(line for line in result.stdout.splitlines() if line.startswith("webhook"))
+    assert "2s budget" in row and "delivered" not in row, text
+    assert _budgets(text) == {2.0}, text
+    assert "not finished" not in text
+    # It returns within its budget plus start-up: no second wait at exit.
+    assert elapsed < 2 + 5, (elapsed, text)
+
+
+@pytest.mark.slow
+def test_send_prints_each_failure_as_it_happens(receiver: LoopbackReceiver) -> None:
+    answers = iter([Reply(503, "busy", {"Retry-After": "4"})])
+    receiver.responder = lambda request: next(answers, Reply(200, "ok"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKING_", "POSTHOG_"))}
+    env = {
+        **base,
+        "TRACKING_PROVIDERS": "webhook",
+        "TRACKING_WEBHOOK_URL": receiver.url + "/in",
+        "TRACKING_RETRY_BACKOFF": "0.01",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "tracking_core", "send", "CLI Check", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "503" in line:
+                break
+        # The failure is on screen while the retry (4 s later, as Retry-After asks) is awaited.
+        still_running = proc.poll() is None
+        rest, errors = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert seen and not seen[-1].startswith("provider "), output
+    assert still_running, output
+    assert proc.returncode == 0, output + errors
+    row = next(line for line in output.splitlines() if line.startswith("webhook"))
+    assert "delivered" in row
+
+
+def test_tracking_providers_accepts_any_case_and_distribution_names() -> None:
+    result = tracking(
+        "providers",
+        "--json",
+        TRACKING_PROVIDERS="PostHog, tracking-mixpanel, Tracking_Amplitude",
+        POSTHOG_API_KEY=SECRET_KEY,
+        MIXPANEL_TOKEN="cli-mixpanel-token",
+        AMPLITUDE_API_KEY="cli-amplitude-key",
+        TRACKING_WEBHOOK_URL="http://127.0.0.1:9/in",
+    )
+    assert result.returncode == 0, result.stderr
+    plugins = {p["entry_point"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert {name for name, p in plugins.items() if p["enabled"]} == {
+        "posthog",
+        "mixpanel",
+        "amplitude",
+    }
+    assert plugins["webhook"]["status"].startswith("not loaded")
+    assert "not installed" not in result.stderr
+
+
+def test_tracking_providers_suggests_the_installed_name() -> None:
+    result = tracking("providers", TRACKING_PROVIDERS="postgog", POSTHOG_API_KEY=SECRET_KEY)
+    warning = "TRACKING_PROVIDERS names 'postgog', which is not installed"
+    assert warning in result.stderr and "did you mean 'posthog'?" in result.stderr
+    assert "did you mean 'posthog'?" in result.stdout  # the listing says it too
+
+
+@pytest.mark.parametrize("value", ["", " ", " , ,"])
+def test_an_empty_tracking_providers_warns_that_every_provider_is_off(value: str) -> None:
+    result = tracking("providers", TRACKING_PROVIDERS=value, POSTHOG_API_KEY=SECRET_KEY)
+    assert "TRACKING_PROVIDERS is empty: every provider is off" in result.stderr
+    assert "enabled as" not in result.stdout
+    quiet = tracking("providers", TRACKING_PROVIDERS="none", POSTHOG_API_KEY=SECRET_KEY)
+    assert "every provider is off" not in quiet.stderr  # `none` says it on purpose
+
+
+def _file_case(kind: str, tmp_path: Path) -> str:
+    path = tmp_path / f"secret-{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        return "/dev/zero"
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "too-large":
+        path.write_bytes(b"k" * (64 * 1024 + 1))
+    return str(path)
+
+
+FILE_PROBLEMS = {
+    "fifo": "names a FIFO, not a regular file",
+    "device": "names a character device, not a regular file",
+    "directory": "names a directory, not a regular file",
+    "missing": "names a file that does not exist",
+    "empty": "names an empty file",
+    "too-large": "names a file larger than 64 KiB; expected a secret",
+}
+
+#: Runs `tracking providers` and reports the process's peak memory (KiB) on stderr: VmHWM,
+#: which starts afresh at exec (getrusage's ru_maxrss would carry the parent's over).
+PEAK_MEMORY = """
+import re, sys
+from tracking_core.cli import main
+status = main(["providers"])
+with open("/proc/self/status") as f:
+    peak = re.search(r"VmHWM:\\s*(\\d+) kB", f.read()).group(1)
+sys.stderr.write(f"peak-rss-kib={peak}\\n")
+sys.exit(status)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FIFOs, /dev/zero, /proc")
+@pytest.mark.parametrize("kind", list(FILE_PROBLEMS))
+def test_a_secret_file_that_is_not_a_small_regular_file_is_refused_at_once(
+    kind: str, tmp_path: Path
+) -> None:
+    import resource
+
+    def limit_memory() -> None:  # without the fix, /dev/zero is read until memory runs out
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKING_", "POSTHOG_"))}
+    env = {
+        **base,
+        "TRACKING_PROVIDERS": "posthog",
+        "POSTHOG_API_KEY_FILE": _file_case(kind, tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY],
+        capture_output=True,
+        text=True,
+        timeout=30,  # a FIFO without a writer blocked an ordinary open() for ever
+        env=env,
+        preexec_fn=limit_memory,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    status = _block(result.stdout, "posthog").splitlines()[1].strip()
+    assert status == f"disabled: POSTHOG_API_KEY_FILE: {FILE_PROBLEMS[kind]}", result.stdout
+    peak = int(re.search(r"peak-rss-kib=(\d+)", result.stderr).group(1))  # type: ignore[union-attr]
+    assert peak < 200 * 1024, f"peak memory {peak} KiB"

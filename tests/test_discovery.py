@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def tracking_register_providers(register, environ):
         return
     if out == "bad":
         raise SettingsError("ACME_OUT", "must be a path")
+    if out == "word":
+        raise SettingsError("ACME_OUT must name a file, not a word")  # the message-only form
     register(AcmeProvider(out))
 
 @hookimpl
@@ -64,6 +67,77 @@ def tracking_register_providers(register):
     register(Quiet())
 """
 
+# The hook's name misspelt (singular): pluggy's own check (`check_pending`) rejects it.
+TYPO = """
+from tracking_core import ProviderSetting, hookimpl
+
+class Typo:
+    name = "typo"
+    def track(self, event):
+        pass
+
+@hookimpl
+def tracking_register_provider(register, environ):
+    if environ.get("TYPO_KEY"):
+        register(Typo())
+
+@hookimpl
+def tracking_provider_settings():
+    return [ProviderSetting("TYPO_KEY", "enables typo", required=True, secret=True)]
+"""
+
+# An argument the hook does not pass: pluggy refuses the plugin when it is registered.
+WRONG_ARG = """
+from tracking_core import hookimpl
+
+@hookimpl
+def tracking_register_providers(register, env):
+    raise AssertionError("never called")
+"""
+
+# Broken in ways the conformance suite must explain: enabled without its variables, and it
+# never sends anything (a plain provider that "delivers" by returning).
+SLOPPY = """
+from tracking_core import ProviderSetting, hookimpl
+
+class Sloppy:
+    name = "sloppy"
+    def track(self, event):
+        pass
+    def identify(self, user_id, traits):
+        pass
+
+@hookimpl
+def tracking_register_providers(register, environ):
+    register(Sloppy())
+
+@hookimpl
+def tracking_provider_settings():
+    return [
+        ProviderSetting("SLOPPY_KEY", "enables sloppy", required=True, secret=True),
+        ProviderSetting("SLOPPY_HOST", "base URL"),
+    ]
+"""
+
+SLOPPY_CONFORMANCE = """
+from tracking_core.conformance import ProviderConformance
+
+class TestSloppyConformance(ProviderConformance):
+    entry_point = "sloppy"
+    provider_name = "sloppy"
+    secret_variables = ("SLOPPY_KEY",)
+
+    def enabling_environment(self, url):
+        return {"SLOPPY_KEY": "sloppy-secret-key-1", "SLOPPY_HOST": url}
+"""
+
+#: `tracking providers`, run inside the plugin venv.
+PROVIDERS_CLI = """
+import sys
+from tracking_core.cli import main
+sys.exit(main(["providers"]))
+"""
+
 PROBE = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -92,6 +166,9 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginVenv
         write_package(root, "tracking-broken", "tracking_broken", "broken", BROKEN_IMPORT),
         write_package(root, "tracking-raising", "tracking_raising", "raising", RAISING),
         write_package(root, "tracking-envonly", "tracking_envonly", "envonly", ENV_ONLY),
+        write_package(root, "tracking-typo", "tracking_typo", "typo", TYPO),
+        write_package(root, "tracking-wrongarg", "tracking_wrongarg", "wrongarg", WRONG_ARG),
+        write_package(root, "tracking-sloppy", "tracking_sloppy", "sloppy", SLOPPY),
     )
     yield env
 
@@ -159,3 +236,90 @@ def test_tracking_disabled_turns_discovery_off(plugin_venv: PluginVenv, tmp_path
     assert data["providers"] == []
     assert "TRACKING_DISABLED is set" in stderr
     assert not out.exists()
+
+
+# -- hardening (issue #10, items 19, 20 and 22) --------------------------------------------------
+
+
+def test_a_misspelt_hook_is_reported_and_the_others_still_register(
+    plugin_venv: PluginVenv, tmp_path: Path
+) -> None:
+    out = tmp_path / "acme.txt"
+    data, stderr = probe(
+        plugin_venv, ACME_OUT=str(out), TYPO_KEY="typo-key", TRACKING_PROVIDERS="typo,acme"
+    )
+    assert data["providers"] == ["acme"]
+    error = data["reports"]["typo"]["error"]
+    assert error is not None, data["reports"]["typo"]
+    assert "tracking_register_provider is not a tracking-core hook" in error
+    assert "did you mean tracking_register_providers?" in error
+    assert data["reports"]["typo"]["settings"] == ["TYPO_KEY"]  # still described
+    assert "provider plugin 'typo' is invalid: " in stderr
+
+    result = plugin_venv.run(PROVIDERS_CLI, {"TYPO_KEY": "typo-key", "TRACKING_PROVIDERS": "typo"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    block = next(b for b in result.stdout.split("\n\n") if b.startswith("typo  ("))
+    assert block.startswith("typo  (tracking-typo 1.2.3)\n  disabled: @hookimpl ")
+    assert "to enable it" not in block
+    assert "did you mean tracking_register_providers?" in block
+    assert "typo-key" not in result.stdout + result.stderr
+
+
+def test_a_hook_argument_the_hook_does_not_pass_is_the_plugins_error(
+    plugin_venv: PluginVenv, tmp_path: Path
+) -> None:
+    out = tmp_path / "acme.txt"
+    data, stderr = probe(plugin_venv, ACME_OUT=str(out), TRACKING_PROVIDERS="wrongarg,acme")
+    assert data["providers"] == ["acme"]
+    error = data["reports"]["wrongarg"]["error"]
+    assert error is not None and "\n" not in error
+    assert "tracking_register_providers(register, env)" in error
+    assert "no argument 'env' (it passes register, environ)" in error
+    assert "provider plugin 'wrongarg' is invalid: " in stderr
+
+
+def test_settings_error_takes_a_message_alone(plugin_venv: PluginVenv) -> None:
+    data, stderr = probe(plugin_venv, ACME_OUT="word", TRACKING_PROVIDERS="acme")
+    assert data["reports"]["acme"]["error"] == "ACME_OUT must name a file, not a word"
+    assert "provider plugin 'acme' is disabled: ACME_OUT must name a file, not a word" in stderr
+
+
+def test_conformance_failures_say_what_was_expected_and_what_came(
+    plugin_venv: PluginVenv, tmp_path: Path
+) -> None:
+    tests = tmp_path / "test_sloppy_conformance.py"
+    tests.write_text(SLOPPY_CONFORMANCE)
+    script = f"""
+import sys, pytest
+sys.exit(pytest.main(["-p", "no:cacheprovider", "-q", "--rootdir", {str(tmp_path)!r},
+                      {str(tests)!r}]))
+"""
+    result = plugin_venv.run(script, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "3 failed" in output, output
+    assert re.search(r"^E\s+AssertionError\s*$", output, re.MULTILINE) is None, output
+    assert (
+        "'sloppy' is enabled without its variables (SLOPPY_KEY, SLOPPY_HOST): expected it "
+        "absent from list_tracking_providers(), got ['sloppy']"
+    ) in output
+    assert (
+        "while the destination answers HTTP 500: expected 0 events delivered and 3 dropped, "
+        "got 3 delivered and 0 dropped"
+    ) in output
+    assert "nothing reached the destination" in output
+
+
+def test_tracking_providers_matches_distribution_names_in_any_case(
+    plugin_venv: PluginVenv, tmp_path: Path
+) -> None:
+    out = tmp_path / "acme.txt"
+    for value in ("ACME", "tracking-acme", "Tracking_Acme", "tracking.acme"):
+        data, stderr = probe(plugin_venv, ACME_OUT=str(out), TRACKING_PROVIDERS=value)
+        assert data["providers"] == ["acme"], value
+        assert data["reports"]["envonly"]["allowed"] is False
+        assert "not installed" not in stderr
+    data, stderr = probe(plugin_venv, ACME_OUT=str(out), TRACKING_PROVIDERS="acmee,nosuch")
+    assert data["providers"] == []
+    assert "'acmee' (did you mean 'acme'?)" in stderr
+    assert "'nosuch'" in stderr and "which are not installed" in stderr

@@ -17,7 +17,9 @@ The suite needs only pytest and your package installed (its entry point must be 
 checks that the
 provider is enabled only by its variables, declares them, delivers to a loopback receiver (your
 strict fake, if you give one through `responder`), never raises into the caller whatever the
-input or the destination does, and never logs a secret.
+input or the destination does, and never logs a secret. A failing check says what it expected
+and what it got (explicit checks, not bare ``assert``: pytest does not rewrite the asserts of an
+installed package).
 """
 
 from __future__ import annotations
@@ -111,30 +113,66 @@ class ProviderConformance:
         self, monkeypatch: pytest.MonkeyPatch, conformance_server: LoopbackReceiver
     ) -> None:
         variables: dict[str, str | None] = {**_hermetic(), "TRACKING_PROVIDERS": self.entry_point}
-        for name in self.enabling_environment(conformance_server.url):
+        names = list(self.enabling_environment(conformance_server.url))
+        for name in names:
             variables[name] = None
             variables[f"{name}_FILE"] = None
         configure_tracking(monkeypatch, variables)
         try:
-            assert self.provider_name not in api.list_tracking_providers()
+            enabled = api.list_tracking_providers()
+            _check(
+                self.provider_name not in enabled,
+                f"{self.provider_name!r} is enabled without its variables ({', '.join(names)}): "
+                f"expected it absent from list_tracking_providers(), got {enabled}",
+            )
             report = self._report()
-            assert report.error is None, report.error
+            _check(
+                report.error is None,
+                f"without its variables ({', '.join(names)}) the plugin must load quietly: "
+                f"expected no error, got {report.error!r}",
+            )
         finally:
             reset_tracking()
 
     def test_enabled_by_its_variables(self, enable: dict[str, str]) -> None:
-        assert api.list_tracking_providers() == [self.provider_name]
         report = self._report()
-        assert report.providers == (self.provider_name,)
-        assert report.distribution, "the entry point must belong to an installed distribution"
+        enabled = api.list_tracking_providers()
+        why = f"; the plugin's error: {report.error}" if report.error else ""
+        _check(
+            enabled == [self.provider_name],
+            f"with enabling_environment() set and TRACKING_PROVIDERS={self.entry_point}: "
+            f"expected list_tracking_providers() == [{self.provider_name!r}], got {enabled}{why}",
+        )
+        _check(
+            report.providers == (self.provider_name,),
+            f"expected entry point {self.entry_point!r} to report the provider it registered, "
+            f"({self.provider_name!r},), got {report.providers}",
+        )
+        _check(
+            bool(report.distribution),
+            f"expected entry point {self.entry_point!r} to belong to an installed distribution, "
+            "got none: install the package (pip install -e .), do not only put it on sys.path",
+        )
 
     def test_declares_its_settings(self, enable: dict[str, str]) -> None:
         declared = {setting.name: setting for setting in self._report().settings}
         for name in self.enabling_environment("http://127.0.0.1:9"):
-            assert name in declared, f"{name} is read but not declared"
+            _check(
+                name in declared,
+                f"{name} is read but not declared: expected it among the "
+                f"tracking_provider_settings() names, got {sorted(declared)}",
+            )
         for name in self.secret_variables:
-            assert name in declared, f"secret variable {name} is not declared"
-            assert declared[name].secret, f"{name} must be declared secret"
+            _check(
+                name in declared,
+                f"secret variable {name} is not declared: expected it among the "
+                f"tracking_provider_settings() names, got {sorted(declared)}",
+            )
+            _check(
+                declared[name].secret,
+                f"{name} must be declared secret: expected ProviderSetting(..., secret=True), "
+                f"got secret={declared[name].secret}",
+            )
 
     def test_delivers_events_to_the_destination(
         self, enable: dict[str, str], conformance_server: LoopbackReceiver
@@ -143,15 +181,32 @@ class ProviderConformance:
             api.track("Conformance Event", {"i": i}, user_id="conformance-user")
         if self.supports_identify:
             api.identify("conformance-user", {"plan": "pro"})
-        assert api.flush_tracking(15)
+        _flushed(15)
         stats = api.tracking_stats()[self.provider_name]
         expected = 21 if self.supports_identify else 20
-        assert stats.accepted == expected
-        assert stats.delivered == expected, stats
-        assert conformance_server.requests, "nothing reached the destination"
+        calls = "20 track() calls" + (" and 1 identify()" if self.supports_identify else "")
+        _check(
+            stats.accepted == expected,
+            f"after {calls}: expected {expected} accepted, got {stats.accepted}",
+        )
+        _check(
+            stats.delivered == expected,
+            f"after {calls}: expected {expected} delivered, got {stats.delivered} delivered, "
+            f"dropped {dict(stats.dropped)}, last error {stats.last_error!r}",
+        )
+        _check(
+            bool(conformance_server.requests),
+            f"nothing reached the destination: expected requests at {conformance_server.url} "
+            f"(the URL given to enabling_environment()), got none although the provider "
+            f"reported {stats.delivered} delivered",
+        )
         received = self.count_received(conformance_server.requests)
         if received is not None:
-            assert received == expected
+            _check(
+                received == expected,
+                f"after {calls}: expected {expected} events at the destination "
+                f"(count_received), got {received}",
+            )
 
     def test_never_raises_whatever_the_input(
         self, enable: dict[str, str], conformance_server: LoopbackReceiver
@@ -176,13 +231,33 @@ class ProviderConformance:
         for bad in ("", None, 42):
             api.track(bad)  # type: ignore[arg-type]
         api.track("Bad Props", "not a mapping")  # type: ignore[arg-type]
-        assert api.flush_tracking(15)
+        _flushed(15)
         stats = api.tracking_stats()[self.provider_name]
-        assert stats.dropped.get("bad_input") == 4
-        assert stats.delivered + stats.dropped.get("provider_error", 0) == 4
-        assert stats.dropped.get("provider_error", 0) == 0, "a value broke the wire mapping"
+        bad_input = stats.dropped.get("bad_input", 0)
+        provider_error = stats.dropped.get("provider_error", 0)
+        _check(
+            bad_input == 4,
+            "after 3 track() calls with a bad name and 1 with non-mapping properties: "
+            f"expected 4 dropped as bad_input, got {bad_input}",
+        )
+        _check(
+            stats.delivered + provider_error == 4,
+            "after 4 track() calls with odd property values: expected 4 delivered, got "
+            f"{stats.delivered} delivered, dropped {dict(stats.dropped)}",
+        )
+        _check(
+            provider_error == 0,
+            "a value broke the wire mapping: expected 0 dropped as provider_error, got "
+            f"{provider_error} (last error {stats.last_error!r})",
+        )
         for request in conformance_server.requests:
-            request.json()  # strict JSON: no NaN tokens
+            try:
+                request.json()  # strict JSON: no NaN tokens
+            except ValueError as exc:
+                pytest.fail(
+                    f"expected strict JSON in every request, got {exc} in a request to "
+                    f"{request.path}"
+                )
 
     def test_survives_a_failing_destination(
         self, enable: dict[str, str], conformance_server: LoopbackReceiver
@@ -190,10 +265,14 @@ class ProviderConformance:
         conformance_server.responder = lambda request: Reply(500, b"down")
         for _ in range(3):
             api.track("Lost", user_id="conformance-user")
-        assert api.flush_tracking(15)
+        _flushed(15)
         stats = api.tracking_stats()[self.provider_name]
-        assert stats.delivered == 0
-        assert sum(stats.dropped.values()) == 3
+        dropped = sum(stats.dropped.values())
+        _check(
+            stats.delivered == 0 and dropped == 3,
+            "while the destination answers HTTP 500: expected 0 events delivered and 3 dropped, "
+            f"got {stats.delivered} delivered and {dropped} dropped",
+        )
 
     def test_secrets_never_reach_the_logs(
         self,
@@ -206,17 +285,25 @@ class ProviderConformance:
         reset_tracking(discover=True)
         caplog.set_level(logging.DEBUG)
         missing = [name for name in self.secret_variables if not enable.get(name)]
-        assert not missing, f"enabling_environment() does not set {missing}"
-        secrets = [enable[name] for name in self.secret_variables]
+        _check(
+            not missing,
+            f"expected enabling_environment() to set every secret_variables entry, got {missing} "
+            "missing",
+        )
+        secrets = {name: enable[name] for name in self.secret_variables}
         # The vendor echoes the credentials back, as some do in error messages.
-        echoed = {"error": "bad key: " + " ".join(secrets)}
+        echoed = {"error": "bad key: " + " ".join(secrets.values())}
         conformance_server.responder = lambda request: Reply(401, echoed)
         api.track("Secret Check", user_id="conformance-user")
         api.flush_tracking(15)
         for record in caplog.records:
             message = record.getMessage()
-            for secret in secrets:
-                assert secret not in message, f"a secret leaked into: {message}"
+            for name, secret in secrets.items():
+                _check(
+                    secret not in message,
+                    f"the value of {name} leaked into a log line: expected it never logged, got "
+                    f"{_masked(message, secret)!r} (logger {record.name})",
+                )
         for lane in runtime().engine.lanes:
             shown = [repr(lane.provider)]
             # Settings objects (dataclasses) are what people print while debugging.
@@ -226,12 +313,45 @@ class ProviderConformance:
                 if dataclasses.is_dataclass(value)
             ]
             for text in shown:
-                for secret in secrets:
-                    assert secret not in text, f"a secret shows in a repr: {text[:80]}"
+                for name, secret in secrets.items():
+                    _check(
+                        secret not in text,
+                        f"the value of {name} shows in a repr: expected it hidden, got "
+                        f"{_masked(text, secret)[:120]!r}",
+                    )
 
     def _report(self) -> Any:
         reports = api.discover_tracking_providers()
         for report in reports:
             if report.name == self.entry_point:
                 return report
-        raise AssertionError(f"no installed entry point named {self.entry_point!r}")
+        pytest.fail(
+            f"expected an installed entry point named {self.entry_point!r} in the group "
+            f"tracking_core, got {sorted(report.name for report in reports)}"
+        )
+
+
+def _check(ok: bool, message: str) -> None:
+    """Fail the running test with `message` (what was expected, what came) unless `ok`.
+
+    Explicit on purpose: pytest rewrites the ``assert`` statements of test modules only, not of
+    an installed package like this one, so a bare ``assert`` here would fail with a bare
+    ``AssertionError``, and under ``python -O`` not at all.
+    """
+    __tracebackhide__ = True  # the failure shows at the check that called this
+    if not ok:
+        pytest.fail(message)
+
+
+def _flushed(timeout: float) -> None:
+    __tracebackhide__ = True
+    if not api.flush_tracking(timeout):
+        stats = {name: (s.queued, s.last_error) for name, s in api.tracking_stats().items()}
+        pytest.fail(
+            f"expected flush_tracking({timeout:g}) to finish, got a timeout; still queued and "
+            f"last error per provider: {stats}"
+        )
+
+
+def _masked(text: str, secret: str) -> str:
+    return text.replace(secret, "<the secret>")

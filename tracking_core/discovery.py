@@ -1,15 +1,21 @@
 """Plugin discovery: entry points in the group ``tracking_core`` + the environment -> providers.
 
-Each plugin is loaded and called on its own, inside its own try/except: pluggy's multicall stops
-at the first exception, and one broken package must not take the others down.
+Each plugin is loaded, validated and called on its own, inside its own try/except and with its
+own pluggy `PluginManager`: pluggy's multicall stops at the first exception, and one broken
+package must not take the others down. Validation is pluggy's own: `PluginManager.register`
+(a hook implementation asking for an argument the hook does not pass) and
+`PluginManager.check_pending` (an implementation of a hook that does not exist, such as a
+misspelt name), applied to that one plugin.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
@@ -22,7 +28,9 @@ from .settings_doc import ProviderSetting
 if TYPE_CHECKING:
     import importlib.metadata
 
-__all__ = ["PluginReport", "allowed_plugins", "discover"]
+__all__ = ["PluginReport", "allowed_plugins", "discover", "unknown_allowed_names"]
+
+_REGISTER_HOOK = "tracking_register_providers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +43,8 @@ class PluginReport:
         version: the distribution's version.
         providers: the provider names it registered in this environment (empty: not enabled).
         allowed: False when ``TRACKING_PROVIDERS``/``TRACKING_DISABLED`` kept it from loading.
-        error: why it failed to load or to register, when it did (never holds a secret value).
+        error: why it failed to load, to validate or to register, when it did (one line; never
+            holds a secret value).
         settings: the variables it declares through ``tracking_provider_settings``.
     """
 
@@ -48,15 +57,74 @@ class PluginReport:
     settings: tuple[ProviderSetting, ...] = ()
 
 
+def _normalized(name: str) -> str:
+    """A plugin or distribution name compared the way ``TRACKING_PROVIDERS`` compares them:
+    case-insensitively, with runs of ``-``, ``_`` and ``.`` alike (as pip compares names)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def allowed_plugins(environ: Mapping[str, str]) -> set[str] | None:
-    """The entry-point names ``TRACKING_PROVIDERS`` allows; None means all of them."""
+    """The names ``TRACKING_PROVIDERS`` lists, as written; None means every installed plugin.
+
+    An empty value, or ``none`` (in any case), allows none. A name matches a plugin whose
+    entry-point name or distribution name is the same up to case and ``-``/``_``/``.`` (as pip
+    compares names): ``posthog``, ``PostHog``, ``tracking-posthog`` and ``tracking_posthog``
+    all allow the PostHog package.
+    """
     raw = environ.get("TRACKING_PROVIDERS")
     if raw is None:
         return None
     names = {part.strip() for part in raw.split(",") if part.strip()}
-    if names <= {"none"}:
+    if all(_normalized(name) == "none" for name in names):
         return set()
     return names
+
+
+def _is_allowed(allow: Collection[str], entry_point: str, distribution: str | None) -> bool:
+    wanted = {_normalized(name) for name in allow}
+    return _normalized(entry_point) in wanted or (
+        distribution is not None and _normalized(distribution) in wanted
+    )
+
+
+def unknown_allowed_names(
+    allow: Collection[str], installed: Iterable[tuple[str, str | None]]
+) -> str | None:
+    """What to say about the names in `allow` that match no installed plugin, or None.
+
+    `installed` holds ``(entry-point name, distribution name)`` pairs. The text names each
+    unknown name with the closest installed entry-point name, when one is close, and lists
+    the installed ones, e.g. ``TRACKING_PROVIDERS names 'postgog', which is not installed
+    (did you mean 'posthog'?); installed: mixpanel, posthog``.
+    """
+    pairs = list(installed)
+    unknown = sorted(
+        name
+        for name in set(allow)
+        if _normalized(name) != "none"
+        and not any(_is_allowed((name,), ep, dist) for ep, dist in pairs)
+    )
+    if not unknown:
+        return None
+    import difflib  # only when a name is wrong
+
+    candidates: dict[str, str] = {}
+    for ep, dist in pairs:
+        candidates.setdefault(_normalized(ep), ep)
+        if dist is not None:
+            candidates.setdefault(_normalized(dist), ep)
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(_normalized(name), list(candidates), n=1)
+        hint = f" (did you mean {candidates[close[0]]!r}?)" if close else ""
+        named.append((repr(name), hint))
+    installed_names = ", ".join(sorted({ep for ep, _ in pairs})) or "none"
+    if len(named) == 1:
+        ((name, hint),) = named
+        text = f"names {name}, which is not installed{hint}"
+    else:
+        text = f"names {', '.join(n + h for n, h in named)}, which are not installed"
+    return f"TRACKING_PROVIDERS {text}; installed: {installed_names}"
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -69,10 +137,71 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, SettingsError):
-        return str(error)
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if not isinstance(error, SettingsError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    # One line, whatever the exception holds (pluggy's messages span several).
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _hook_names() -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(hookspecs).items()
+        if name.startswith("tracking_") and callable(value)
+    )
+
+
+def _suggest_hook(name: str) -> str:
+    import difflib  # only for a broken plugin
+
+    close = difflib.get_close_matches(name, _hook_names(), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _explain_register_error(plugin: object, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's refusal of a hook implementation, as one line saying what the hook passes."""
+    found = re.search(r"for hook '(\w+)'", str(exc))
+    hook = found.group(1) if found else None
+    spec = getattr(hookspecs, hook, None) if hook else None
+    function = getattr(plugin, hook, None) if hook else None
+    if hook and callable(spec) and callable(function):
+        offered = list(inspect.signature(spec).parameters)
+        wanted = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        extra = [name for name in wanted if name not in offered]
+        if extra:
+            return (
+                f"{hook}({', '.join(wanted)}): the hook passes no argument "
+                f"{', '.join(repr(name) for name in extra)} (it passes {', '.join(offered)})"
+            )
+    return _describe(exc)
+
+
+def _check_plugin(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """pluggy's `check_pending` for this plugin's manager (it holds only this plugin), plus a
+    plugin that implements no registration hook at all; the problem as one line, or None."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        unknown = sorted(
+            caller.name
+            for caller in pm.get_hookcallers(plugin) or ()
+            if caller.spec is None and any(not impl.optionalhook for impl in caller.get_hookimpls())
+        )
+        if not unknown:  # pragma: no cover - check_pending has no other complaint today
+            return _describe(exc)
+        return "; ".join(
+            f"@hookimpl {name} is not a tracking-core hook{_suggest_hook(name)}" for name in unknown
+        )
+    if not pm.hook.tracking_register_providers.get_hookimpls():
+        if callable(getattr(plugin, _REGISTER_HOOK, None)):
+            return f"its {_REGISTER_HOOK} function is not marked with @tracking_core.hookimpl"
+        return f"it implements no @hookimpl {_REGISTER_HOOK}, so it can enable nothing"
+    return None
 
 
 def discover(register: Callable[[Any], None], environ: Mapping[str, str]) -> list[PluginReport]:
@@ -88,10 +217,17 @@ def discover(register: Callable[[Any], None], environ: Mapping[str, str]) -> lis
         logger.info(
             "tracking: TRACKING_DISABLED is set; no provider is enabled from the environment"
         )
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
+    elif allow is not None and not allow:
+        if env["TRACKING_PROVIDERS"].strip(" ,\t\r\n"):
+            logger.info("tracking: TRACKING_PROVIDERS=none; no provider is enabled from it")
+        else:
+            logger.warning(
+                "tracking: TRACKING_PROVIDERS is empty: every provider is off (unset it to "
+                "allow every installed one, or set it to none to say so on purpose)"
+            )
     reports: list[PluginReport] = []
     entry_points = _entry_points()
+    installed: list[tuple[str, str | None]] = []
     for ep in entry_points:
         dist = getattr(ep, "dist", None)
         base = PluginReport(
@@ -99,58 +235,72 @@ def discover(register: Callable[[Any], None], environ: Mapping[str, str]) -> lis
             distribution=dist.metadata["Name"] if dist is not None else None,
             version=dist.version if dist is not None else None,
         )
-        if allow is not None and ep.name not in allow:
+        installed.append((ep.name, base.distribution))
+        if allow is not None and not _is_allowed(allow, ep.name, base.distribution):
             reports.append(dataclasses.replace(base, allowed=False))
             continue
-        reports.append(_load_one(pm, ep, base, register, env))
+        try:
+            reports.append(_load_one(ep, base, register, env))
+        except Exception as exc:  # pragma: no cover - _load_one guards each step itself
+            logger.exception("tracking: provider plugin %r could not be checked", ep.name)
+            reports.append(dataclasses.replace(base, error=_describe(exc)))
     if allow:
-        unknown = sorted(allow - {ep.name for ep in entry_points})
-        if unknown:
-            logger.warning(
-                "tracking: TRACKING_PROVIDERS names %s, which %s not installed",
-                ", ".join(repr(name) for name in unknown),
-                "is" if len(unknown) == 1 else "are",
-            )
+        message = unknown_allowed_names(allow, installed)
+        if message:
+            logger.warning("tracking: %s", message)
     return reports
 
 
 def _load_one(
-    pm: pluggy.PluginManager,
     ep: importlib.metadata.EntryPoint,
     base: PluginReport,
     register: Callable[[Any], None],
     env: Mapping[str, str],
 ) -> PluginReport:
     try:
-        module = ep.load()
-        pm.register(module, name=ep.name)
+        plugin = ep.load()
+    except Exception as exc:
+        logger.error("tracking: provider plugin %r failed to load: %s", ep.name, _describe(exc))
+        return dataclasses.replace(base, error=_describe(exc))
+
+    # A manager of its own: pluggy's checks then judge this plugin alone.
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    try:
+        pm.register(plugin, name=ep.name)
+    except pluggy.PluginValidationError as exc:
+        invalid = _explain_register_error(plugin, exc)
+        logger.error("tracking: provider plugin %r is invalid: %s", ep.name, invalid)
+        return dataclasses.replace(base, error=invalid)
     except Exception as exc:
         logger.error("tracking: provider plugin %r failed to load: %s", ep.name, _describe(exc))
         return dataclasses.replace(base, error=_describe(exc))
 
     settings: tuple[ProviderSetting, ...] = ()
+    for impl in pm.hook.tracking_provider_settings.get_hookimpls():
+        try:
+            settings = tuple(cast("list[ProviderSetting]", impl.function()))
+        except Exception as exc:
+            logger.warning(
+                "tracking: provider plugin %r failed to describe its settings: %s",
+                ep.name,
+                _describe(exc),
+            )
+
+    problem = _check_plugin(pm, plugin)
+    if problem is not None:
+        logger.error("tracking: provider plugin %r is invalid: %s", ep.name, problem)
+        return dataclasses.replace(base, error=problem, settings=settings)
+
     registered: list[str] = []
     error: str | None = None
-    values = {"environ": env}
 
     def register_one(provider: Any) -> None:
         register(provider)
         registered.append(str(provider.name))
 
-    values["register"] = register_one  # type: ignore[assignment]
-    for impl in pm.hook.tracking_provider_settings.get_hookimpls():
-        if impl.plugin is module:
-            try:
-                settings = tuple(cast("list[ProviderSetting]", impl.function()))
-            except Exception as exc:
-                logger.warning(
-                    "tracking: provider plugin %r failed to describe its settings: %s",
-                    ep.name,
-                    _describe(exc),
-                )
+    values: dict[str, Any] = {"environ": env, "register": register_one}
     for impl in pm.hook.tracking_register_providers.get_hookimpls():
-        if impl.plugin is not module:
-            continue
         try:
             impl.function(*(values[arg] for arg in impl.argnames))
         except Exception as exc:

@@ -2,6 +2,13 @@
 
 A provider package needs one import (``from tracking_core import hookimpl``), one function and one
 entry point in the group ``tracking_core``; see docs/writing-a-provider.md.
+
+Discovery checks each package with pluggy's own validation before calling it: a ``@hookimpl``
+whose name is not one of the hooks below (a misspelling such as ``tracking_register_provider``)
+or that asks for an argument its hook does not pass disables that package, with an error naming
+the function (shown by ``tracking providers``); the other packages are not affected. An
+implementation of a hook that only a newer tracking-core defines can be marked
+``@hookimpl(optionalhook=True)`` to be ignored by older ones.
 """
 
 from __future__ import annotations
@@ -36,8 +43,13 @@ def tracking_register_providers(
     `tracking_core.http.HttpProvider`.
 
     Raise `tracking_core.SettingsError` (or any exception) when a variable is malformed: the core
-    logs the message under the plugin's name and carries on with the other plugins. Never put a
-    secret value into the message.
+    logs the message under the plugin's name and carries on with the other plugins. It takes the
+    variable and the problem, ``SettingsError("ACME_HOST", "must start with https://")``, or a
+    message alone, ``SettingsError("ACME_HOST must start with https://")``. Never put a secret
+    value into the message.
+
+    The implementation may take any of the arguments, by these names (``register`` alone is
+    fine); another argument name disables the package.
     """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 from collections.abc import Mapping
 
 __all__ = [
@@ -26,12 +27,36 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 class SettingsError(ValueError):
-    """A malformed environment variable. The message names the variable, never a secret value."""
+    """A malformed environment variable. The message names the variable, never a secret value.
 
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
-        self.problem = problem
+    Two forms::
+
+        SettingsError("ACME_HOST", "must start with https://")  # str(): "ACME_HOST: must ..."
+        SettingsError("ACME_HOST must start with https://")     # a message alone, as written
+
+    Attributes:
+        variable: the variable's name (None when only a message was given).
+        problem: what is wrong with it (the whole message in the one-argument form).
+    """
+
+    variable: str | None
+    problem: str
+
+    def __init__(self, variable: str, problem: str | None = None) -> None:
+        if problem is None:
+            super().__init__(variable)
+            self.variable = None
+            self.problem = variable
+        else:
+            super().__init__(f"{variable}: {problem}")
+            self.variable = variable
+            self.problem = problem
+
+    def __reduce__(self) -> tuple[type[SettingsError], tuple[str, ...]]:
+        # Both forms survive pickling (multiprocessing, for one).
+        if self.variable is None:
+            return (type(self), (self.problem,))
+        return (type(self), (self.variable, self.problem))
 
 
 def _raw(environ: Mapping[str, str], name: str) -> str | None:
@@ -125,11 +150,27 @@ def env_url(
     return value if endpoint else value.rstrip("/")
 
 
+#: The largest `<NAME>_FILE` read: a secret is a line of text, not a file of megabytes.
+SECRET_FILE_LIMIT = 64 * 1024
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
 def env_secret(environ: Mapping[str, str], name: str) -> str | None:
     """A secret from `name`, or from the file named by `<name>_FILE` (Docker/Kubernetes secrets).
 
-    The variable itself wins when both are set. The file's content is stripped of surrounding
-    whitespace. An unreadable or empty file raises `SettingsError` naming `<name>_FILE`.
+    The variable itself wins when both are set. The file must be a regular file (a symbolic
+    link to one is fine) of at most 64 KiB of UTF-8 text; its content is stripped of surrounding
+    whitespace. Anything else (a missing or unreadable file, a directory, a FIFO or a device,
+    which are refused without reading from them, a larger or empty file) raises `SettingsError`
+    naming `<name>_FILE`. The path is never repeated in the message: a secret pasted into the
+    ``_FILE`` variable by mistake stays out of the logs.
     """
     value = _raw(environ, name)
     if value is not None:
@@ -138,15 +179,47 @@ def env_secret(environ: Mapping[str, str], name: str) -> str | None:
     path = _raw(environ, file_var)
     if path is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = handle.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = f"cannot read the file it names ({exc.__class__.__name__})"
-        raise SettingsError(file_var, problem) from None
+    content = _read_secret_file(file_var, path).strip()
     if not content:
         raise SettingsError(file_var, "names an empty file")
     return content
+
+
+def _read_secret_file(file_var: str, path: str) -> str:
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise SettingsError(file_var, "names a file that does not exist") from None
+    except PermissionError:
+        raise SettingsError(file_var, "names a file this process may not read") from None
+    except OSError as exc:
+        problem = f"cannot open the file it names ({exc.strerror or type(exc).__name__})"
+        raise SettingsError(file_var, problem) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((text for test, text in _FILE_KINDS if test(mode)), None)
+            problem = f"names {kind}, not a regular file" if kind else "names no regular file"
+            raise SettingsError(file_var, problem)
+        data = bytearray()
+        while len(data) <= SECRET_FILE_LIMIT:
+            chunk = os.read(fd, SECRET_FILE_LIMIT + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        problem = f"cannot read the file it names ({exc.strerror or type(exc).__name__})"
+        raise SettingsError(file_var, problem) from None
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_LIMIT:
+        raise SettingsError(file_var, "names a file larger than 64 KiB; expected a secret")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(file_var, "names a file that is not UTF-8 text") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -104,6 +105,8 @@ def _file(
         path = env.tmp / f"{variable.lower()}-{kind}"
         if kind == "directory":
             path.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(path)  # opening it for reading used to wait for a writer, for ever
         elif content is not None:
             path.write_bytes(content)
         return {variable: None, f"{variable}_FILE": str(path)}
@@ -189,7 +192,10 @@ def _cases() -> list[ConfigCase]:
             "not-utf8": (FILE_SECRET.encode() + b"\xff\xfe\n", "not-utf8"),
             "empty": (b"", "empty"),
             "whitespace-only": (b"  \n\t\n", "blank"),
+            "larger-than-64KiB": (b"k" * (64 * 1024 + 1), "large"),
         }
+        if hasattr(os, "mkfifo"):
+            files["fifo"] = (None, "fifo")
         for kind, (content, file_kind) in files.items():
             cases.append(
                 ConfigCase(
@@ -345,6 +351,24 @@ def test_bad_setting_is_named_once_disables_only_its_own_and_the_rest_delivers(
     check_delivery(destinations, expected)
     # Only setup lines: delivering did not add any line naming the variable.
     assert len(naming(caplog.records, case.variable)) == 1
+
+
+def test_settings_error_takes_a_variable_and_a_problem_or_a_message_alone() -> None:
+    two = tc.SettingsError("ACME_HOST", "must start with https://")
+    assert str(two) == "ACME_HOST: must start with https://"
+    assert (two.variable, two.problem) == ("ACME_HOST", "must start with https://")
+    one = tc.SettingsError("ACME_HOST must start with https://")
+    assert str(one) == "ACME_HOST must start with https://"
+    assert (one.variable, one.problem) == (None, "ACME_HOST must start with https://")
+    for error in (one, two):
+        assert isinstance(error, ValueError)
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy), copy.variable, copy.problem) == (
+            tc.SettingsError,
+            str(error),
+            error.variable,
+            error.problem,
+        )
 
 
 def test_a_good_secret_file_works_and_logs_nothing(

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ import pytest
 
 import tracking_core as tc
 from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
-from tracking_core.receivers import Reply
+from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
 from tracking_core.registry import runtime
 from tracking_core.settings import EngineSettings
 
@@ -278,6 +279,87 @@ def test_a_webhook_url_token_echoed_alone_is_masked(
     assert leaks(f"{stats.last_error}\n{all_log_text(caplog)}", (URL_TOKEN,)) == []
 
 
+#: Credentials in the webhook URL: the password holds a ``"`` and a ``\\``, so that a receiver
+#: echoing it in JSON shows it escaped; the Basic header made from them shows as base64.
+URL_USER = "hook-user-c0ffee09"
+URL_PASSWORD = 'pa"ss\\word-c0ffee09'
+URL_BASIC = base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode()).decode()
+#: Every form in which those are sent, or echoed back by a receiver.
+URL_CREDENTIAL_FORMS: tuple[str, ...] = (
+    URL_USER,
+    URL_PASSWORD,
+    json.dumps(URL_PASSWORD)[1:-1],
+    urllib.parse.quote(URL_PASSWORD, safe=""),
+    URL_BASIC,
+)
+
+
+def credentials_echo(status: int) -> Callable[[ReceivedRequest], Reply]:
+    """A responder answering `status` with the Authorization it got echoed in a header and in
+    its JSON body, beside the password in plain (JSON-escaped) and URL-encoded forms."""
+
+    def respond(request: ReceivedRequest) -> Reply:
+        authorization = request.headers.get("authorization", "")
+        body = {
+            "authorization": authorization,
+            "password": URL_PASSWORD,
+            "encoded": urllib.parse.quote(URL_PASSWORD, safe=""),
+        }
+        return Reply(status, body, {"X-Echo-Authorization": authorization, "Retry-After": "0"})
+
+    return respond
+
+
+def webhook_with_url_credentials(url: str) -> dict[str, str | None]:
+    """The webhook alone, its URL carrying `URL_USER` and `URL_PASSWORD`, debug on."""
+    env: dict[str, str | None] = {
+        name: None
+        for name in os.environ
+        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_"))
+    }
+    password = urllib.parse.quote(URL_PASSWORD, safe="")
+    env.update(
+        {
+            "TRACKING_PROVIDERS": "webhook",
+            "TRACKING_DISABLED": "0",
+            "TRACKING_DEBUG": "1",
+            "TRACKING_RETRY_BACKOFF": "0.01",
+            "TRACKING_WEBHOOK_URL": url.replace("http://", f"http://{URL_USER}:{password}@")
+            + "/hooks/in",
+        }
+    )
+    return env
+
+
+def test_every_form_of_url_credentials_is_masked_when_echoed(
+    tracking_env: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #10 item 12: the Basic header made from URL credentials, and a password echoed
+    JSON-escaped or URL-encoded, never show (logs at DEBUG, last_error, reprs, the CLI)."""
+    capture_everything(caplog)
+    busy, refuse = credentials_echo(503), credentials_echo(401)
+    # The first request gets a 503 (retried), every later one a 401 (dropped).
+    with LoopbackReceiver(lambda r: refuse(r) if receiver.requests else busy(r)) as receiver:
+        env = webhook_with_url_credentials(receiver.url)
+        tracking_env(**env)
+        assert tc.list_tracking_providers() == ["webhook"]
+        tc.track("Echo", user_id=USER)
+        assert tc.flush_tracking(15)
+        assert receiver.requests[0].headers["authorization"] == f"Basic {URL_BASIC}"
+        cli = _run_cli(["send", "CLI Echo", "--user-id", USER, "--timeout", "10"], env)
+    stats = tc.tracking_stats()["webhook"]
+    assert stats.dropped.get(tc.DropReason.REJECTED) == 1 and stats.retried == 1, stats
+    assert "***" in (stats.last_error or "")  # the echo was there, masked
+    text = all_log_text(caplog)
+    assert any("X-Echo-Authorization" in r.getMessage() for r in caplog.records)  # httpcore
+    assert leaks(text, URL_CREDENTIAL_FORMS) == []
+    assert leaks(stats.last_error or "", URL_CREDENTIAL_FORMS) == []
+    for thing in objects_an_application_sees():
+        assert leaks(repr(thing), URL_CREDENTIAL_FORMS) == [], type(thing)
+    assert cli.returncode == 1 and "dropped" in cli.stdout, cli.stdout + cli.stderr
+    assert leaks(cli.stdout + cli.stderr, URL_CREDENTIAL_FORMS) == []
+
+
 BAD_SECRETS: dict[str, tuple[dict[str, str | None], str, str]] = {
     # id: (environment changes, variable named, secret that must not show)
     "posthog-personal-key": (
@@ -349,7 +431,7 @@ def test_a_malformed_secret_is_named_never_shown(
         try:
             settings_class.from_environ(os.environ)
         except tc.SettingsError as exc:
-            messages += [str(exc), repr(exc), repr(exc.args), exc.variable, exc.problem]
+            messages += [str(exc), repr(exc), repr(exc.args), str(exc.variable), exc.problem]
     assert any(variable in message for message in messages)
 
     text = "\n".join([all_log_text(caplog), repr(reports), *messages])
@@ -400,7 +482,7 @@ def test_the_cli_never_prints_a_secret(destinations: dict[str, Destination]) -> 
     )
     refused = _run_cli(["send", "CLI Refused", "--user-id", USER, "--timeout", "10"], env)
     assert refused.returncode == 1
-    posthog_line = next(line for line in refused.stdout.splitlines() if "posthog" in line)
+    posthog_line = next(line for line in refused.stdout.splitlines() if line.startswith("posthog"))
     assert "dropped" in posthog_line and "***" in posthog_line
 
     for result in (listing, as_json, sent, refused):
@@ -439,14 +521,13 @@ INSECURE_SWITCHES = {
 }
 
 
-def _transports(client: Any) -> list[Any]:
-    """The httpx transports a provider sends through: itself when it is a bare transport, or an
-    httpx.Client's own transport and those it mounts (proxies from the environment)."""
-    if hasattr(client, "_pool"):
-        return [client]
-    found = [client._transport]
-    found += [t for t in getattr(client, "_mounts", {}).values() if t is not None]
-    return found
+def _contexts(client: Any) -> list[ssl.SSLContext]:
+    """The SSL contexts a provider's transport verifies with (one for every pool it makes,
+    direct or through a proxy)."""
+    from tracking_core.transport import DefaultTransport
+
+    assert isinstance(client, DefaultTransport), type(client)
+    return [client.ssl_context]
 
 
 def test_every_builtin_provider_client_verifies_certificates(
@@ -463,7 +544,7 @@ def test_every_builtin_provider_client_verifies_certificates(
         assert tc.tracking_stats()[name].delivered >= 1
         client = lane.provider._client
         assert client is not None, f"{name} made no HTTP client"
-        contexts = [t._pool._ssl_context for t in _transports(client)]
+        contexts = _contexts(client)
         assert contexts, name
         for context in contexts:
             assert isinstance(context, ssl.SSLContext)
@@ -489,8 +570,8 @@ def test_no_setting_in_the_code_can_disable_tls_verification() -> None:
             if _DISABLING.search(line) or _SWITCH_NAME.search(line):
                 offences.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offences == []
-    http_source = (REPO / "tracking_core" / "http.py").read_text(encoding="utf-8")
-    assert "verify=True" in http_source
+    transport_source = (REPO / "tracking_core" / "transport.py").read_text(encoding="utf-8")
+    assert "ssl.create_default_context(cafile=" in transport_source
 
 
 class TlsServer:
@@ -637,10 +718,13 @@ def test_a_self_signed_certificate_is_refused(
     _posthog_over_tls(server, tracking_env)
     stats = tc.tracking_stats()["posthog"]
     assert stats.delivered == 0
-    assert dict(stats.dropped) == {tc.DropReason.RETRIES_EXHAUSTED: 1}
-    assert "ConnectError" in (stats.last_error or "")
-    assert server.wait_for(lambda s: s.refused >= 2)
-    assert server.refused == 2 and server.handshakes == 0
+    # Not a transient failure: dropped at once (not retried), saying why.
+    assert dict(stats.dropped) == {tc.DropReason.REJECTED: 1}
+    error = stats.last_error or ""
+    assert "TLS certificate verification failed for 127.0.0.1" in error, error
+    assert "self-signed certificate" in error, error
+    assert server.wait_for(lambda s: s.refused >= 1)
+    assert server.refused == 1 and server.handshakes == 0
     assert server.requests == []  # not a byte of the batch (or its key) left the process
 
 
