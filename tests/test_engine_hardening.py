@@ -359,19 +359,49 @@ def test_sigterm_to_a_plain_script_flushes_and_still_ends_as_killed_by_sigterm(
     assert len(received) == len(set(received)) == 30
 
 
-def test_tracking_handle_signals_off_leaves_sigterm_alone(tmp_path: Path) -> None:
-    result = _run(
-        """
-        import signal
-        import tracking_core as tc
-        tc.track("x")
-        print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
-        """,
-        tmp_path,
-        TRACKING_HANDLE_SIGNALS="0",
-        TRACKING_DISABLED="1",
-    )
-    assert result.stdout.split() == ["True"], result.stderr
+def test_tracking_handle_signals_off_leaves_sigterm_as_python_has_it(tmp_path: Path) -> None:
+    received: list[str] = []
+
+    def record(request: ReceivedRequest) -> Reply:
+        received.append(request.body.decode())
+        return Reply(200)
+
+    with LoopbackReceiver(record) as server:
+        script = tmp_path / "script.py"
+        script.write_text(
+            textwrap.dedent(
+                """
+                import time
+                import tracking_core as tc
+                from tracking_core.http import HttpProvider, HttpRequest, WireItem
+
+                class Sender(HttpProvider):
+                    name = "sender"
+                    def encode(self, item):
+                        return WireItem({"id": item.event_id})
+                    def build_request(self, route, items, batch_id):
+                        return HttpRequest(URL, b"[" + b",".join(items) + b"]")
+
+                tc.register_tracking_provider(Sender())
+                for i in range(30):
+                    tc.track("Event", {"i": i})
+                print("ready", flush=True)
+                time.sleep(60)
+                """
+            ).replace("URL", repr(server.url + "/in"))
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKING_")}
+        env.update(PYTHONPATH=str(REPO), TRACKING_FLUSH_INTERVAL="60", TRACKING_HANDLE_SIGNALS="0")
+        process = subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        process.terminate()
+        status = process.wait(30)
+        time.sleep(0.2)
+    assert status == -15
+    assert received == []  # Python's default action: the process ended at once
 
 
 def test_lossy_conversions_are_counted_per_provider(loopback_receiver: LoopbackReceiver) -> None:

@@ -288,6 +288,7 @@ def test_a_huge_answer_is_read_up_to_the_cap_and_still_delivers(
         took = time.monotonic() - started
         stats = tc.tracking_stats()["probe"]
         assert stats.delivered == 2 and stats.dropped == {}  # a 200 is a 200, however long
+        assert stats.truncated_answers == 1  # counted as well as logged
         (answer,) = probe.answers
         assert answer.status == 200 and answer.truncated is True
         assert len(answer.body) == MAX_ANSWER_BYTES
@@ -310,6 +311,7 @@ def test_a_gzip_bomb_is_never_decompressed_past_the_cap(engine: Callable[..., No
         probe.answers.clear()
         tc.track("e")
         assert tc.flush_tracking(60)
+        assert tc.tracking_stats()["probe"].truncated_answers == 1
     (answer,) = probe.answers
     assert answer.truncated is True
     assert len(answer.body) == MAX_ANSWER_BYTES

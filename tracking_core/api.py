@@ -11,13 +11,13 @@ import contextlib
 import contextvars
 import datetime as _dt
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .discovery import PluginReport
 from .engine import ProviderStats
 from .event import normalize_timestamp
-from .registry import runtime
+from .registry import arm_termination, runtime
 from .types import TrackingProvider
 
 __all__ = [
@@ -40,12 +40,22 @@ _context: contextvars.ContextVar[tuple[str | None, str | None, dict[str, Any]] |
 )
 
 _now = time.time
-_engine = runtime().engine
+
+
+def _first_submit(item: object) -> None:
+    """The first call builds the runtime (nothing is made at import), then `track()` and
+    `identify()` call the engine's intake directly."""
+    global _submit
+    _submit = runtime().engine.submit
+    _submit(item)
+
+
+_submit: Callable[[object], None] = _first_submit
 
 
 def _bad(reason: str) -> None:
     with contextlib.suppress(Exception):  # the intake itself failing: nothing left to do
-        _engine.report_bad_input(reason)
+        runtime().engine.report_bad_input(reason)
 
 
 def _type_name(value: object) -> str:
@@ -122,7 +132,7 @@ def track(
         else:
             _bad(f"timestamp of {name!r:.80} must be a datetime, got {_type_name(timestamp)}")
             return
-        _engine.submit(("t", name, props, user_id or None, anonymous_id or None, when))
+        _submit(("t", name, props, user_id or None, anonymous_id or None, when))
     except Exception as exc:
         _bad(f"track() could not accept the event ({type(exc).__name__})")
 
@@ -145,7 +155,7 @@ def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
         else:
             _bad(f"identify() traits must be a mapping, got {_type_name(traits)}")
             return
-        _engine.submit(("i", user_id, snapshot, _now()))
+        _submit(("i", user_id, snapshot, _now()))
     except Exception as exc:
         _bad(f"identify() could not accept the call ({type(exc).__name__})")
 
@@ -263,3 +273,10 @@ def tracking_context(
         yield
     finally:
         _context.reset(token)
+
+
+# The one thing importing tracking-core does: on the main thread, put the SIGTERM handler in
+# front of the one there (uvicorn imports the application inside its own signal handling, and
+# calls track() from worker threads; this is the one moment the library surely runs on the main
+# thread). It reads nothing, starts nothing and logs nothing; see tracking_core.process.
+arm_termination()

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import math
 import os
@@ -28,7 +27,6 @@ from . import api
 from ._version import __version__
 from .discovery import PluginReport, allowed_plugins, unknown_allowed_names
 from .engine import ProviderStats
-from .registry import runtime
 from .settings import SettingsError, env_bool
 from .settings_doc import ProviderSetting
 
@@ -272,10 +270,6 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         interrupted = True
         out.write("Interrupted; the outcome so far:\n")
     in_time = bool(finished) and finished[0]
-    if not in_time and getattr(args, "owns_process", False):
-        # The budget is spent and the table says so: the exit hook must not wait for a stuck
-        # request all over again, with TRACKING_SHUTDOWN_TIMEOUT as a second, other budget.
-        atexit.unregister(runtime()._at_exit)
     after = api.tracking_stats()
     failed = not in_time
     out.write(f"{'provider':<14} {'outcome':<12} {'HTTP':>5}  detail\n")
@@ -366,15 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command; returns the exit status.
-
-    Without `out` the command owns the process (the ``tracking`` program): after a ``send``
-    whose budget ran out it also takes back tracking's exit flush, which would otherwise wait
-    for the same stuck request a second time. With `out` (a caller embedding the command) the
-    process's exit flush is left alone.
-    """
+    """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    args.owns_process = out is None
     return int(args.func(args, out or sys.stdout))
 
 

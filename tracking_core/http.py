@@ -648,6 +648,7 @@ class HttpProvider(abc.ABC):
                 truncated,
             )
             if truncated:
+                control.answer_truncated()
                 self.warn(
                     "answer_too_long",
                     "%s: an answer (HTTP %d) was longer than %d bytes; only its start was read",

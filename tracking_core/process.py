@@ -34,9 +34,20 @@ from typing import Any
 
 from ._log import logger
 
-__all__ = ["ImportGuard", "TerminationHandler", "import_guard", "process_state"]
+__all__ = [
+    "ImportGuard",
+    "TerminationHandler",
+    "existing_process_state",
+    "import_guard",
+    "process_state",
+]
 
 _STATE_MODULE = "_tracking_core_process_state"
+
+
+def existing_process_state() -> ModuleType | None:
+    """The module of `process_state` if it was made in this process, else None."""
+    return sys.modules.get(_STATE_MODULE)
 
 
 def process_state() -> ModuleType:
@@ -116,32 +127,46 @@ class TerminationHandler:
 
     Args:
         previous: the handler it replaced: ``signal.SIG_DFL`` or the application's callable.
-        shutdown: flushes within the shutdown budget (the engine's exit shutdown).
+        shutdown: flushes within the shutdown budget (the engine's exit flush).
         budget: the shutdown budget in seconds, read when the signal arrives.
-        started: whether tracking has started in this process (nothing to flush otherwise).
+        active: whether there is anything to do, read when the signal arrives: tracking has
+            started in this process and ``TRACKING_HANDLE_SIGNALS`` is not off. When it is not,
+            the handler does exactly what `previous` would.
     """
+
+    #: The handler installed in this process, if any (kept for `release_installed`: a server
+    #: may have restored the previous handler by the time the exit flush runs).
+    installed: TerminationHandler | None = None
 
     def __init__(
         self,
         previous: Handler,
         shutdown: Callable[[], object],
         budget: Callable[[], float],
-        started: Callable[[], bool],
+        active: Callable[[], bool],
     ) -> None:
         self.previous = previous
         self._shutdown = shutdown
         self._budget = budget
-        self._started = started
+        self._active = active
         self.held: set[int] = set()
         #: How a handler of ours is recognised, even across a reload of this module.
         self._tracking_core_termination = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         previous = self.previous
+        active = self._active()
         if previous == signal.SIG_DFL:
-            self._flush_then_die(signum)
+            if active:
+                # On a thread of its own: this (main) thread may have been interrupted while
+                # holding a lock the flush needs. Bounded either way.
+                worker = threading.Thread(target=self._shutdown, name="tracking-exit", daemon=True)
+                worker.start()
+                worker.join(self._budget() + 1.0)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return None
-        if self._started() and hasattr(signal, "pthread_sigmask"):
+        if active and hasattr(signal, "pthread_sigmask"):
             # Hold any re-raise of this signal on this (the main) thread until the exit flush
             # has run; see the module doc.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
@@ -149,16 +174,6 @@ class TerminationHandler:
         if callable(previous):
             return previous(signum, frame)
         return None
-
-    def _flush_then_die(self, signum: int) -> None:
-        if self._started():
-            # On a thread of its own: this (main) thread may have been interrupted while
-            # holding a lock the flush needs. Bounded either way.
-            worker = threading.Thread(target=self._shutdown, name="tracking-exit", daemon=True)
-            worker.start()
-            worker.join(self._budget() + 1.0)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
     def release(self) -> None:
         """Unblock the signals held on this thread: one raised meanwhile is delivered now
@@ -169,11 +184,17 @@ class TerminationHandler:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
     @classmethod
+    def release_installed(cls) -> None:
+        """`release` the installed handler's held signals, if there is one."""
+        if cls.installed is not None:
+            cls.installed.release()
+
+    @classmethod
     def install(
         cls,
         shutdown: Callable[[], object],
         budget: Callable[[], float],
-        started: Callable[[], bool],
+        active: Callable[[], bool],
     ) -> TerminationHandler | None:
         """Install the handler for SIGTERM when called on the main thread and SIGTERM's handler
         is Python's default or a Python callable (not one of ours). Returns the installed
@@ -187,13 +208,15 @@ class TerminationHandler:
         except (OSError, ValueError):  # pragma: no cover
             return None
         if getattr(current, "_tracking_core_termination", False):
-            return current  # type: ignore[return-value]
+            cls.installed = current  # type: ignore[assignment]
+            return cls.installed
         if current is None or current == signal.SIG_IGN:
             return None  # set outside Python, or deliberately ignored: not ours to change
-        handler = cls(current, shutdown, budget, started)
+        handler = cls(current, shutdown, budget, active)
         try:
             signal.signal(signal.SIGTERM, handler)
         except (OSError, ValueError, RuntimeError):
             logger.debug("tracking: could not install the SIGTERM handler", exc_info=True)
             return None
+        cls.installed = handler
         return handler

@@ -12,17 +12,21 @@ import atexit
 import os
 import sys
 import threading
-import types
 from typing import Any, cast
 
 from ._log import logger
 from .discovery import PluginReport, discover
 from .engine import Engine
-from .process import TerminationHandler
+from .process import TerminationHandler, existing_process_state, process_state
 
-__all__ = ["Runtime", "runtime", "validate_provider"]
-
-_STATE_MODULE = "_tracking_core_process_state"
+__all__ = [
+    "Runtime",
+    "arm_termination",
+    "existing_runtime",
+    "release_held_signals",
+    "runtime",
+    "validate_provider",
+]
 
 
 def validate_provider(provider: Any) -> None:
@@ -46,29 +50,9 @@ class Runtime:
     def __init__(self) -> None:
         self.engine = Engine(self._discover)
         self.plugins: list[PluginReport] = []
-        self._lock = threading.Lock()
-        self.termination: TerminationHandler | None = None
         atexit.register(self._at_exit)
-        self.engine.on_start = self.arm_termination
-        self.engine.after_exit_shutdown = self._release_held_signals
-        self.arm_termination()
-
-    def arm_termination(self) -> None:
-        """Install the SIGTERM handler (see `tracking_core.process`) if this is the main thread
-        and TRACKING_HANDLE_SIGNALS is not off. Runs when the package is imported and when the
-        engine starts, whichever first happens on the main thread."""
-        if self.termination is not None or not self.engine.settings.handle_signals:
-            return
-        engine = self.engine
-        self.termination = TerminationHandler.install(
-            shutdown=engine.shutdown_at_exit,
-            budget=lambda: engine.settings.shutdown_timeout,
-            started=lambda: engine.started,
-        )
-
-    def _release_held_signals(self) -> None:
-        if self.termination is not None:
-            self.termination.release()
+        self.engine.on_start = arm_termination
+        self.engine.life.after_exit_shutdown = release_held_signals
 
     def register(self, provider: Any) -> None:
         validate_provider(provider)
@@ -82,17 +66,19 @@ class Runtime:
         self.engine.shutdown_at_exit()
 
 
+def existing_runtime() -> Runtime | None:
+    """The process-wide `Runtime` if tracking was used in this process, else None."""
+    holder = existing_process_state()
+    return cast("Runtime | None", getattr(holder, "runtime", None))
+
+
 def runtime() -> Runtime:
     """The process-wide `Runtime`, created on first use."""
-    holder = sys.modules.get(_STATE_MODULE)
-    state = getattr(holder, "runtime", None) if holder is not None else None
+    state = existing_runtime()
     if state is not None:
-        return cast(Runtime, state)
+        return state
     with _creation_lock():
-        holder = sys.modules.get(_STATE_MODULE)
-        if holder is None:
-            holder = types.ModuleType(_STATE_MODULE, "tracking-core's process-wide state")
-            sys.modules[_STATE_MODULE] = holder
+        holder = process_state()
         if getattr(holder, "runtime", None) is None:
             setattr(holder, "runtime", Runtime())  # noqa: B010 - a dynamic module attribute
         return cast(Runtime, getattr(holder, "runtime"))  # noqa: B009
@@ -102,3 +88,38 @@ def _creation_lock() -> threading.Lock:
     # The lock itself must also survive a reload, so it is kept beside the state. setdefault on
     # sys.__dict__ is atomic under the GIL.
     return sys.__dict__.setdefault("_tracking_core_creation_lock", threading.Lock())  # type: ignore[no-any-return]
+
+
+# -- the SIGTERM handler: installed at import, it finds the runtime (if any) when it runs -------
+
+
+def _exit_flush() -> None:
+    state = existing_runtime()
+    if state is not None:
+        state.engine.shutdown_at_exit()
+
+
+def _budget() -> float:
+    state = existing_runtime()
+    return state.engine.settings.shutdown_timeout if state is not None else 0.0
+
+
+def _active() -> bool:
+    """Tracking started in this process and TRACKING_HANDLE_SIGNALS is not off."""
+    state = existing_runtime()
+    return state is not None and state.engine.started and state.engine.settings.handle_signals
+
+
+def arm_termination() -> None:
+    """Install the SIGTERM handler (see `tracking_core.process`) when on the main thread.
+
+    Called when the package is imported and when the engine starts: the first of them that
+    runs on the main thread installs it. It reads nothing and starts nothing; what it does
+    when SIGTERM comes depends on the settings then.
+    """
+    TerminationHandler.install(shutdown=_exit_flush, budget=_budget, active=_active)
+
+
+def release_held_signals() -> None:
+    """After an exit flush: deliver a SIGTERM the handler held (see `tracking_core.process`)."""
+    TerminationHandler.release_installed()

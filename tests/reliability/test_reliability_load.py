@@ -310,13 +310,13 @@ from tracking_core.registry import runtime
 logging.basicConfig(level=logging.WARNING)
 engine = runtime().engine
 gate = threading.Event()
-discover = engine._discover
+discover = engine.dispatcher._discover
 
 def slow_discovery():
     gate.wait(10)
     discover()
 
-engine._discover = slow_discovery
+engine.dispatcher._discover = slow_discovery
 
 class Fast:
     name = "fast"

@@ -135,7 +135,7 @@ def _environment(destinations: dict[str, Destination], app_dir: Path) -> dict[st
         TRACKING_SHUTDOWN_TIMEOUT=str(BUDGET),
         TRACKING_RETRY_BACKOFF="0.05",
         TRACKING_RETRY_BACKOFF_MAX="0.2",
-        PYTHONPATH=str(app_dir),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(app_dir), os.environ.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
     for name in PROVIDERS:

@@ -1,0 +1,387 @@
+"""A lane: one provider's backlog and worker thread, and what the worker lends the provider.
+
+Every provider goes through the same loop: a batching provider (see `BatchingProvider`,
+implemented by `tracking_core.http.HttpProvider`) takes batches of up to its limit; a plain one is
+wrapped in `PlainDelivery` and takes batches of one, at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .._log import logger, rate_limited
+from ..event import TrackingEvent, TrackingIdentify, set_conversion_sink
+from ..settings import EngineSettings
+from .backlog import Backlog
+from .markers import Flush, Stop
+from .plain import PlainDelivery
+from .stats import Counters, DropReason, ProviderStats
+
+__all__ = ["BatchingProvider", "DeliveryControl", "Item", "Lane"]
+
+Item = TrackingEvent | TrackingIdentify
+
+
+@runtime_checkable
+class BatchingProvider(Protocol):
+    """A provider that takes lists of items (implemented by `tracking_core.http.HttpProvider`).
+
+    The engine batches for it; it must deliver, count and drop each item through `control`.
+    """
+
+    name: str
+
+    def batch_limit(self) -> int:
+        """The most items this provider takes in one `deliver_batch` call."""
+        ...
+
+    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
+        """Deliver `items`; report every item as delivered or dropped through `control`."""
+        ...
+
+
+class DeliveryControl:
+    """What the engine lends a provider while it delivers one batch."""
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+        self._counters = lane.counters
+        #: Items reported (delivered or dropped) during the current batch.
+        self.reported = 0
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._lane.settings
+
+    def delivered(self, count: int, *, clear_error: bool = False) -> None:
+        self._counters.deliver(count)
+        if clear_error:
+            self._counters.last_error = None
+        self.reported += count
+
+    def dropped(self, reason: str, count: int) -> None:
+        """Count `count` items as dropped for `reason` (logged, rate-limited, by the caller)."""
+        if count > 0:
+            self._counters.drop(reason, count)
+            self.reported += count
+
+    def failed(self, error: str | None = None) -> None:
+        """One failed attempt (and, when given, why: text without secrets)."""
+        self._counters.fail(error)
+
+    def retried(self, count: int) -> None:
+        self._counters.retry(count)
+
+    def answer_truncated(self) -> None:
+        """Count an answer longer than the sender reads (only its start was read)."""
+        self._counters.truncated()
+
+    def batch_sent(self, status: int | None, error: str | None) -> None:
+        """Count one request sent; remember its status and, when it failed, why."""
+        self._counters.sent(status, error)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the provider was stopped for good (after a 410 Gone)."""
+        return self._lane.stopped_why is not None
+
+    def stop_provider(self, why: str) -> None:
+        """Stop this provider for good: later items are dropped as ``provider_stopped``."""
+        self._lane.stop_for_good(why)
+
+    def time_left(self) -> float | None:
+        """Seconds left in the shutdown budget, or None when no shutdown is under way."""
+        deadline = self._lane.backlog.deadline
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` (a retry backoff). Returns False at once if shutdown's budget would be
+        exceeded, so the caller can drop what it holds instead of waiting."""
+        backlog = self._lane.backlog
+        with backlog.cond:
+            return backlog.sleep(seconds)
+
+
+class Lane:
+    """One provider's backlog and worker thread."""
+
+    def __init__(self, provider: Any, settings: EngineSettings) -> None:
+        self.provider = provider
+        self.name: str = provider.name
+        self.settings = settings
+        if isinstance(provider, BatchingProvider):
+            self.delivery: Any = provider
+            self.takes_identify = True
+        else:
+            self.delivery = PlainDelivery(provider)
+            self.takes_identify = self.delivery.takes_identify
+        self.counters = Counters()
+        self.backlog = Backlog()
+        self.stopped_why: str | None = None
+        #: Set once the provider is unregistered (or replaced): the lane takes nothing new and
+        #: its worker, once it has finished what it holds, is never started again.
+        self.retired = False
+        self._thread: threading.Thread | None = None
+        self._spent_deadline: float | None = None
+        self._shutdown_deadline: float | None = None
+
+    def after_fork(self) -> None:
+        """In a forked child: nothing queued, no worker, zeroed counters."""
+        self.backlog = Backlog()
+        self.counters = Counters()
+        self._thread = None
+
+    def refresh(self) -> None:
+        """Make the lane's lock anew, from the threading module as it is now: under gevent or
+        eventlet, one made before monkey-patching would block the whole process. Only for a
+        lane with no worker and nothing queued (the engine calls it when it starts)."""
+        if self._thread is None and not len(self.backlog):
+            self.backlog.renew_lock()
+
+    # -- producer side (the dispatcher thread) --------------------------------------------
+
+    def offer(self, items: Sequence[Item]) -> None:
+        """Queue `items` (from the dispatcher), dropping what exceeds the queue's bound."""
+        backlog = self.backlog
+        full = 0
+        with backlog.cond:
+            if self.retired:
+                return  # unregistered while the dispatcher was handing these out
+            self.counters.accept(len(items))
+            if self.stopped_why is not None:
+                self.counters.drop(DropReason.PROVIDER_STOPPED, len(items))
+                return
+            room = self.settings.max_queue - len(backlog) - self.counters.in_flight
+            if room < len(items):
+                full = len(items) - max(room, 0)
+                self.counters.drop(DropReason.QUEUE_FULL, full)
+                items = items[: max(room, 0)]
+            if items:
+                backlog.extend(items)  # type: ignore[arg-type]
+                if self._thread is None:
+                    self._start()
+        if full:
+            rate_limited.log(
+                logging.WARNING,
+                f"queue_full:{self.name}",
+                "tracking: %s has %d events waiting (TRACKING_MAX_QUEUE); dropping new events",
+                self.name,
+                self.settings.max_queue,
+            )
+
+    def offer_marker(self, marker: Flush) -> None:
+        with self.backlog.cond:
+            self.backlog.append_marker(marker)
+            if self._thread is None:
+                self._start()
+
+    def count_bad_input(self) -> None:
+        self.counters.accept(1)
+        self.counters.drop(DropReason.BAD_INPUT)
+
+    def _start(self) -> None:
+        # The caller holds the backlog's lock.
+        thread = threading.Thread(target=self._work, name=f"tracking-{self.name}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12 refuses new threads once the interpreter is exiting. What waits here
+            # is counted as dropped (shutdown) when the exit flush's budget runs out.
+            rate_limited.log(
+                logging.ERROR,
+                f"no_thread:{self.name}",
+                "tracking: cannot start a worker for %s while the interpreter exits",
+                self.name,
+            )
+            return
+        self._thread = thread
+
+    def ensure_started(self) -> None:
+        """Start the worker now (the engine starts every lane with the dispatcher, so that
+        no thread has to be created at interpreter exit)."""
+        with self.backlog.cond:
+            if self._thread is None and not self.retired:
+                self._start()
+
+    def retire(self) -> Stop:
+        """Stop taking events; the worker finishes what it holds and exits. Returns the stop
+        marker, done once it has."""
+        stop = Stop()
+        stop.expect([self])
+        with self.backlog.cond:
+            self.retired = True
+        self.offer_marker(stop)
+        return stop
+
+    # -- state ------------------------------------------------------------------------------
+
+    def queued(self) -> int:
+        backlog = self.backlog
+        with backlog.cond:
+            return len(backlog) - backlog.markers_waiting + self.counters.in_flight
+
+    def stats(self, intake_full: int = 0) -> ProviderStats:
+        backlog = self.backlog
+        return self.counters.snapshot(max(0, len(backlog) - backlog.markers_waiting), intake_full)
+
+    def is_idle(self) -> bool:
+        """No worker running (it exited, or was never started)."""
+        thread = self._thread
+        return thread is None or not thread.is_alive()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the worker to exit; returns `is_idle()`."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, timeout))
+        return self.is_idle()
+
+    def stop_for_good(self, why: str) -> None:
+        with self.backlog.cond:
+            self.stopped_why = why
+        logger.error("tracking: %s is stopped: %s", self.name, why)
+
+    def begin_shutdown(self, deadline: float) -> None:
+        with self.backlog.cond:
+            self._shutdown_deadline = deadline
+            # A batch still in flight from a shutdown that ran out of time keeps that spent
+            # deadline: this shutdown does not wait for its retries all over again.
+            spent = self._spent_deadline
+            self.backlog.deadline = deadline if spent is None else spent
+            self.backlog.cond.notify_all()
+
+    def abandon(self) -> tuple[int, int]:
+        """After a shutdown that ran out of time: drop (and count) what is still waiting.
+
+        Returns (dropped, in flight). What is in flight stays the worker's to report, once its
+        provider returns; markers still waiting are finished as failed, and the lane takes
+        events again (tracking may be used after a shutdown).
+        """
+        with self.backlog.cond:
+            waiting, markers = self.backlog.clear()
+            in_flight = self.counters.in_flight
+            self._shutdown_deadline = None
+            if in_flight:
+                # The batch in flight keeps the spent deadline (its next attempt gives up at
+                # once, and a later shutdown does not wait for its retries); the worker lifts
+                # it when that batch is done.
+                self._spent_deadline = self.backlog.deadline
+            else:
+                self.backlog.deadline = None
+        for marker in markers:
+            marker.finish(self, ok=False)
+        if waiting:
+            self.counters.drop(DropReason.SHUTDOWN, waiting)
+        return waiting, in_flight
+
+    # -- worker side ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """The worker thread. The loop catches whatever a provider raises; this is the net
+        under the engine's own code, so that a bug there never leaves a lane without a worker
+        for good."""
+        # Conversions this provider's wire mapping could not make as given are its to count.
+        set_conversion_sink(self.counters.note_conversion)
+        try:
+            self._run()
+        except BaseException:
+            logger.exception(
+                "tracking: %s's worker failed; it restarts on the next event", self.name
+            )
+            with self.backlog.cond:
+                self._thread = None
+                self.counters.in_flight = 0
+
+    def _batch_limit(self) -> int:
+        try:
+            limit = int(self.delivery.batch_limit())
+        except BaseException as exc:
+            rate_limited.log(
+                logging.ERROR,
+                f"provider_error:{self.name}:batch_limit",
+                "tracking: provider %r raised %s in batch_limit(); using TRACKING_BATCH_SIZE",
+                self.name,
+                type(exc).__name__,
+            )
+            return max(1, self.settings.batch_size)
+        return max(1, min(self.settings.batch_size, limit))
+
+    def _run(self) -> None:
+        control = DeliveryControl(self)
+        counters = self.counters
+        waits = getattr(self.delivery, "waits_for_batch", True)
+        while True:
+            limit = self._batch_limit()
+            interval = self.settings.flush_interval if waits else 0.0
+            with self.backlog.cond:
+                batch, marker = self.backlog.take(limit, interval)
+                counters.in_flight = len(batch)
+            if marker is not None:
+                if self._finish_marker(marker):
+                    return
+                continue
+            control.reported = 0
+            try:
+                if self.stopped_why is not None:
+                    counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
+                else:
+                    self.delivery.deliver_batch(batch, control)
+            except BaseException as exc:
+                # A bug in a provider's wire mapping must not kill the worker. What the
+                # provider already reported for this batch stands; the rest is dropped.
+                counters.fail(f"{type(exc).__name__} raised by the provider")
+                counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
+                rate_limited.log(
+                    logging.ERROR,
+                    f"provider_error:{self.name}",
+                    "tracking: provider %r raised %s while sending a batch of %d; dropped",
+                    self.name,
+                    type(exc).__name__,
+                    len(batch),
+                )
+                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
+            finally:
+                counters.in_flight = 0
+                if self._spent_deadline is not None:
+                    self._lift_spent_deadline()
+
+    def _lift_spent_deadline(self) -> None:
+        with self.backlog.cond:
+            self._spent_deadline = None
+            # The shutdown under way now, if any, applies from the next batch on.
+            self.backlog.deadline = self._shutdown_deadline
+
+    def _finish_marker(self, marker: Flush) -> bool:
+        """Run the provider's own flush, finish `marker`; True when the worker must exit."""
+        ok = True
+        flush: Callable[[], None] | None = getattr(self.delivery, "flush", None)
+        if callable(flush) and self.stopped_why is None:
+            try:
+                flush()
+            except BaseException as exc:  # SystemExit and CancelledError included
+                ok = False
+                self.counters.fail(f"{type(exc).__name__} raised by the provider's flush()")
+                rate_limited.log(
+                    logging.ERROR,
+                    f"provider_error:{self.name}:flush",
+                    "tracking: provider %r raised %s in flush()",
+                    self.name,
+                    type(exc).__name__,
+                )
+                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
+        marker.finish(self, ok)
+        if not isinstance(marker, Stop):
+            return False
+        with self.backlog.cond:
+            self.backlog.deadline = self._shutdown_deadline = None
+            if len(self.backlog):
+                return False  # accepted after the stop: keep working
+            self._thread = None
+        close = getattr(self.delivery, "close", None)
+        if isinstance(self.delivery, PlainDelivery) and callable(close):
+            close()
+        return True
