@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -406,8 +407,8 @@ def test_tracking_handle_signals_off_leaves_sigterm_as_python_has_it(tmp_path: P
 
 def test_lossy_conversions_are_counted_per_provider(loopback_receiver: LoopbackReceiver) -> None:
     class Opaque:
-        @property
-        def __class__(self) -> type:  # type: ignore[override]
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
             raise RuntimeError("no class")
 
     tc.register_tracking_provider(_Batcher(loopback_receiver.url, ValueError))
@@ -418,7 +419,8 @@ def test_lossy_conversions_are_counted_per_provider(loopback_receiver: LoopbackR
             super().track(event)
 
     tc.register_tracking_provider(Converting("converting"))
-    tc.track("Event", {1: "one", "1": "uno", "bad": Opaque()})
+    properties: dict[Any, Any] = {1: "one", "1": "uno", "bad": Opaque()}
+    tc.track("Event", properties)
     assert tc.flush_tracking(10)
     stats = tc.tracking_stats()
     # The batcher's wire mapping does not convert properties: nothing to count there.
