@@ -16,7 +16,7 @@ from .life import ProcessLife
 from .markers import BadInput, Flush, Stop
 from .stats import ProviderStats
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "log_shutdown"]
 
 
 class Engine:
@@ -157,46 +157,8 @@ class Engine:
         if not finished:
             for lane in (*lanes, *retiring):
                 lane.abandon()
-        self.log_shutdown(lanes, finished, budget, time.monotonic() - began, dropped_before)
+        log_shutdown(self.stats(lanes), finished, budget, time.monotonic() - began, dropped_before)
         return finished and stop.ok
-
-    def log_shutdown(
-        self,
-        lanes: Sequence[Lane],
-        finished: bool,
-        budget: float,
-        took: float,
-        dropped_before: Mapping[str, int] | None = None,
-    ) -> None:
-        """When a shutdown dropped events or left some in flight: one line with each such
-        provider's figures since the process started, exactly those of `tracking_stats()`
-        (accepted = delivered + dropped + in flight, whose outcome is unknown)."""
-        parts = []
-        before = dropped_before or {}
-        for name, snap in self.stats(lanes).items():
-            dropped = sum(snap.dropped.values())
-            if not snap.queued and dropped <= before.get(name, 0):
-                continue
-            reasons = ", ".join(f"{why} {count}" for why, count in sorted(snap.dropped.items()))
-            parts.append(
-                f"{name}: {snap.accepted} accepted, {snap.delivered} delivered, "
-                f"{dropped} dropped" + (f" ({reasons})" if reasons else "") + ", "
-                f"{snap.queued} in flight (outcome unknown)"
-            )
-        if not parts:
-            logger.debug("tracking: shutdown finished in %.2fs; everything delivered", took)
-            return
-        head = (
-            f"tracking: shutdown finished in {took:.1f}s"
-            if finished
-            else f"tracking: shutdown ran out of its {budget:.1f}s budget"
-        )
-        logger.log(
-            logging.WARNING if finished else logging.ERROR,
-            "%s; not everything was delivered: %s",
-            head,
-            "; ".join(parts),
-        )
 
     def shutdown_at_exit(self) -> None:
         """The exit flush (see `ProcessLife.shutdown_at_exit`)."""
@@ -230,3 +192,41 @@ class Engine:
     def stats(self, lanes: Sequence[Lane] | None = None) -> dict[str, ProviderStats]:
         full = self.dispatcher.intake_dropped
         return {lane.name: lane.stats(full) for lane in (self.lanes if lanes is None else lanes)}
+
+
+def log_shutdown(
+    stats: Mapping[str, ProviderStats],
+    finished: bool,
+    budget: float,
+    took: float,
+    dropped_before: Mapping[str, int] | None = None,
+) -> None:
+    """When a shutdown dropped events or left some in flight: one line with each such
+    provider's figures since the process started, exactly those of `tracking_stats()`
+    (accepted = delivered + dropped + in flight, whose outcome is unknown)."""
+    parts = []
+    before = dropped_before or {}
+    for name, snap in stats.items():
+        dropped = sum(snap.dropped.values())
+        if not snap.queued and dropped <= before.get(name, 0):
+            continue
+        reasons = ", ".join(f"{why} {count}" for why, count in sorted(snap.dropped.items()))
+        parts.append(
+            f"{name}: {snap.accepted} accepted, {snap.delivered} delivered, "
+            f"{dropped} dropped" + (f" ({reasons})" if reasons else "") + ", "
+            f"{snap.queued} in flight (outcome unknown)"
+        )
+    if not parts:
+        logger.debug("tracking: shutdown finished in %.2fs; everything delivered", took)
+        return
+    head = (
+        f"tracking: shutdown finished in {took:.1f}s"
+        if finished
+        else f"tracking: shutdown ran out of its {budget:.1f}s budget"
+    )
+    logger.log(
+        logging.WARNING if finished else logging.ERROR,
+        "%s; not everything was delivered: %s",
+        head,
+        "; ".join(parts),
+    )

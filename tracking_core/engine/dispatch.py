@@ -201,7 +201,9 @@ class Dispatcher:
             if not self.discovery_done:
                 self._run_discovery()
             if self.intake_dropped != self._intake_dropped_logged:
-                self._log_intake_drops()
+                # Counted on the callers' threads (no I/O there), logged here.
+                self._intake_dropped_logged = self.intake_dropped
+                _log_intake_drops(self.intake_dropped, self._settings().max_queue)
             ids = iter(uuid4_strings(sum(1 for item in chunk if type(item) is tuple)))
             built: list[Item] = []
             for item in chunk:
@@ -217,18 +219,6 @@ class Dispatcher:
                     logger.exception("tracking: internal error while dispatching; item dropped")
             if built:
                 self._fan_out(built)
-
-    def _log_intake_drops(self) -> None:
-        # Counted on the callers' threads (no I/O there), logged here.
-        self._intake_dropped_logged = self.intake_dropped
-        rate_limited.log(
-            logging.WARNING,
-            "queue_full:intake",
-            "tracking: %d calls dropped so far: more than TRACKING_MAX_QUEUE (%d) were waiting "
-            "to be dispatched",
-            self.intake_dropped,
-            self._settings().max_queue,
-        )
 
     def _fan_out(self, built: list[Item]) -> None:
         events_only: list[Item] | None = None
@@ -258,3 +248,14 @@ class Dispatcher:
                 "tracking: dropped a call: %s",
                 item.reason,
             )
+
+
+def _log_intake_drops(dropped: int, bound: int) -> None:
+    rate_limited.log(
+        logging.WARNING,
+        "queue_full:intake",
+        "tracking: %d calls dropped so far: more than TRACKING_MAX_QUEUE (%d) were waiting "
+        "to be dispatched",
+        dropped,
+        bound,
+    )

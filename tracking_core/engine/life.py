@@ -69,13 +69,15 @@ class ProcessLife:
 
     def shutdown_at_exit(self) -> None:
         """The exit flush: never raises; whatever interrupts it, what is left is logged."""
+        from .core import log_shutdown  # core imports this module
+
         engine = self._engine
         try:
             engine.shutdown(None)
         except BaseException as exc:  # KeyboardInterrupt (a second Ctrl+C) included
             for lane in engine.lanes:
                 lane.abandon()
-            engine.log_shutdown(engine.lanes, False, engine.settings.shutdown_timeout, 0.0)
+            log_shutdown(engine.stats(), False, engine.settings.shutdown_timeout, 0.0)
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 logger.exception("tracking: shutdown at process exit failed")
         finally:
