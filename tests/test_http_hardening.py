@@ -44,7 +44,9 @@ from tracking_core.http import (
     default_outcome,
     join_json,
 )
+from tracking_core.http.sender import Sender
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply, _Handler, _Server
+from tracking_core.registry import runtime
 from tracking_core.testing import reset_tracking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +113,13 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     tc.shutdown_tracking(2.0)
     monkeypatch.undo()
     reset_tracking()
+
+
+def sender_of(name: str) -> Sender:
+    """The sender the engine made for the provider called `name`."""
+    (sender,) = [lane.delivery for lane in runtime().engine.lanes if lane.name == name]
+    assert isinstance(sender, Sender)
+    return sender
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -645,7 +654,7 @@ def test_http_goes_through_http_proxy_in_absolute_form_with_credentials(
     assert len(receiver.requests) == 2 and "proxy-authorization" not in receiver.requests[0].headers
     text = all_log_text(caplog)
     assert "sent 1 items" in text
-    transport = probe._client
+    transport = sender_of("probe").transport
     for shown in (text, repr(probe), repr(transport), str(tc.tracking_stats())):
         assert PROXY_PASSWORD not in shown and token not in shown
 
@@ -843,12 +852,12 @@ def test_the_default_transport_keeps_verification_nodelay_and_pooling(
         return ok_answer(conn, number)
 
     with RawServer(answer) as server:
-        probe, stats, _ = send_one(server.url)
+        _, stats, _ = send_one(server.url)
         tc.track("again")
         assert tc.flush_tracking(10)
         assert server.connections == 1 and server.requests == 2  # kept alive; 302 not followed
     assert stats.dropped == {"rejected": 1}
-    transport = probe._client
+    transport = sender_of("probe").transport
     assert isinstance(transport, httpx.BaseTransport)
     assert isinstance(transport, DefaultTransport)
     context = transport.ssl_context
@@ -871,9 +880,7 @@ def test_the_attempt_goes_through_a_replaceable_transport(engine: Callable[..., 
         return httpx.Response(200, content=b"a" * (MAX_ANSWER_BYTES + 10))
 
     probe = Probe("https://mock.example")
-    probe._client = httpx.MockTransport(handler)
-    probe._client_pid = os.getpid()
-    tc.register_tracking_provider(probe)
+    tc.register_tracking_provider(Sender(probe, transport=httpx.MockTransport(handler)))
     tc.track("e")
     assert tc.flush_tracking(10)
     assert len(seen) == 1 and seen[0].url == "https://mock.example/in"

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from ._log import logger
 from .discovery import PluginReport, discover
-from .engine import Engine
+from .engine import BatchingProvider, Engine
 from .process import TerminationHandler, existing_process_state, process_state
 
 __all__ = [
@@ -31,7 +31,9 @@ __all__ = [
 
 def validate_provider(provider: Any) -> None:
     """Raise TypeError/ValueError unless `provider` has a non-empty str `name` and a callable
-    `track` (or is a batching provider)."""
+    `track`, or is an HTTP provider (a `tracking_core.http.HttpProvider`: a wire mapping, which
+    needs no ``track``) or a batching provider (`tracking_core.engine.BatchingProvider`, such
+    as a `tracking_core.http.sender.Sender`)."""
     name = getattr(provider, "name", None)
     if not isinstance(name, str):
         raise TypeError(
@@ -40,6 +42,11 @@ def validate_provider(provider: Any) -> None:
         )
     if not name.strip():
         raise ValueError("a tracking provider's `name` must not be empty")
+    wire = sys.modules.get(f"{__package__}.http.wire")  # none exists before it is imported
+    if wire is not None and isinstance(provider, wire.HttpProvider):
+        return
+    if isinstance(provider, BatchingProvider):  # a Sender given its own transport, for one
+        return
     if not callable(getattr(provider, "track", None)):
         raise TypeError(f"tracking provider {name!r} needs a callable `track(event)` method")
 

@@ -1,13 +1,14 @@
 """A lane: one provider's backlog and worker thread, and what the worker lends the provider.
 
-Every provider goes through the same loop: a batching provider (see `BatchingProvider`,
-implemented by `tracking_core.http.HttpProvider`) takes batches of up to its limit; a plain one is
-wrapped in `PlainDelivery` and takes batches of one, at once.
+Every provider goes through the same loop: an HTTP provider is sent by a `Sender`
+(`tracking_core.http.sender`), a plain one is wrapped in `PlainDelivery` and takes batches of one,
+at once, and any other `BatchingProvider` takes its batches itself.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ Item = TrackingEvent | TrackingIdentify
 
 @runtime_checkable
 class BatchingProvider(Protocol):
-    """A provider that takes lists of items (implemented by `tracking_core.http.HttpProvider`).
+    """A provider that takes lists of items (as `tracking_core.http.sender.Sender` does).
 
     The engine batches for it; it must deliver, count and drop each item through `control`.
     """
@@ -42,6 +43,20 @@ class BatchingProvider(Protocol):
     def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
         """Deliver `items`; report every item as delivered or dropped through `control`."""
         ...
+
+
+def delivery_for(provider: Any) -> tuple[Any, bool]:
+    """What takes `provider`'s batches (a `Sender` for an HTTP provider, the provider itself
+    for a batching one, else `PlainDelivery`), and whether it takes identify calls."""
+    wire = sys.modules.get(f"{__package__.rpartition('.')[0]}.http.wire")  # or no HttpProvider
+    if wire is not None and isinstance(provider, wire.HttpProvider):
+        from ..http.sender import Sender
+
+        return Sender(provider), True
+    if isinstance(provider, BatchingProvider):
+        return provider, True
+    plain = PlainDelivery(provider)
+    return plain, plain.takes_identify
 
 
 class DeliveryControl:
@@ -113,12 +128,7 @@ class Lane:
         self.provider = provider
         self.name: str = provider.name
         self.settings = settings
-        if isinstance(provider, BatchingProvider):
-            self.delivery: Any = provider
-            self.takes_identify = True
-        else:
-            self.delivery = PlainDelivery(provider)
-            self.takes_identify = self.delivery.takes_identify
+        self.delivery, self.takes_identify = delivery_for(provider)
         self.counters = Counters()
         self.backlog = Backlog()
         self.stopped_why: str | None = None

@@ -1,0 +1,264 @@
+"""The wire mapping: what an HTTP provider declares, and the types it speaks in.
+
+`HttpProvider` is the class provider authors subclass. It holds no sending state: the engine
+gives each lane a `tracking_core.http.sender.Sender` that calls the mapping's methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from ..event import TrackingEvent, TrackingIdentify, json_safe
+from .masking import warn
+
+__all__ = [
+    "RETRY_AFTER_MAX",
+    "HttpProvider",
+    "HttpRequest",
+    "HttpResponse",
+    "Limits",
+    "Outcome",
+    "SkipItem",
+    "WireItem",
+    "default_outcome",
+    "dumps",
+    "join_json",
+    "parse_retry_after",
+]
+
+#: The longest ``Retry-After`` honoured, in seconds (longer values are clamped).
+RETRY_AFTER_MAX = 60.0
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact, strict JSON (no NaN tokens) as UTF-8 bytes; values are converted by
+    `tracking_core.json_safe` when plain encoding fails."""
+    try:
+        text = _ENCODER.encode(value)
+    except Exception:  # a value JSON cannot carry, or a mapping that raises while read
+        text = _ENCODER.encode(json_safe(value))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: keep the event, replace the bad characters
+        return text.encode("utf-8", "replace")
+
+
+def join_json(items: Sequence[bytes]) -> bytes:
+    """A JSON array made of already encoded items."""
+    return b"[" + b",".join(items) + b"]"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), clamped to
+    [0, `RETRY_AFTER_MAX`]; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            import email.utils  # ~10 ms of imports, only for a Retry-After given as a date
+
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+class SkipItem(Exception):
+    """Raised by `HttpProvider.encode` for an item the vendor cannot take; counted as dropped."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class WireItem:
+    """One encoded item: the JSON-ready `payload` and the `route` (request kind) it goes to."""
+
+    payload: Any
+    route: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """A vendor's request limits for one route.
+
+    Attributes:
+        max_events: items per request.
+        max_bytes: encoded (uncompressed) body size per request.
+        max_item_bytes: encoded size of one item; larger items are dropped as ``too_large``.
+    """
+
+    max_events: int
+    max_bytes: int
+    max_item_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpRequest:
+    """One request to send. `gzip`: compress the body when it is large enough to be worth it."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gzip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpResponse:
+    """The vendor's answer, as given to `HttpProvider.read_response`.
+
+    Attributes:
+        status: the HTTP status code.
+        headers: the response headers, names in lower case.
+        body: the body, decoded when it came gzip- or deflate-encoded, and at most
+            `tracking_core.transport.MAX_ANSWER_BYTES` long.
+        count: how many items the request carried.
+        items: the encoded items the request carried, in order (indexes in an `Outcome` refer
+            to them), for vendors whose answer names items by their ids.
+        truncated: the answer was longer than `body`: only its start was read (its status
+            still counts).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    count: int
+    items: Sequence[bytes] = ()
+    truncated: bool = False
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def text(self, limit: int = 200) -> str:
+        """The start of the body as text, for log lines."""
+        return self.body[:limit].decode("utf-8", "replace").strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a response means for the batch it answered.
+
+    Attributes:
+        kind: ``"delivered"``; ``"retry"`` (transient: back off and send again); ``"split"``
+            (413: halve the batch; a single item is dropped as too large); ``"reject"`` (drop
+            the whole batch, not retried); ``"gone"`` (drop it and stop this provider).
+        reason: a short text for the log (never a secret).
+        retry_after: with ``"retry"``, seconds to wait instead of the computed backoff.
+        rejected: item indexes the vendor refused; they are dropped (``rejected``), whatever
+            the kind.
+        retry_only: with ``"retry"``, the only indexes to send again; the others that are not
+            rejected count as delivered. None: every item not rejected is sent again.
+    """
+
+    kind: Literal["delivered", "retry", "split", "reject", "gone"]
+    reason: str = ""
+    retry_after: float | None = None
+    rejected: Sequence[int] = ()
+    retry_only: Sequence[int] | None = None
+
+
+def default_outcome(response: HttpResponse) -> Outcome:
+    """The status-code reading every provider starts from."""
+    status = response.status
+    if 200 <= status < 300:
+        return Outcome("delivered")
+    if status == 410:
+        return Outcome("gone", f"HTTP 410 Gone: {response.text()}")
+    if status == 413:
+        return Outcome("split", "HTTP 413 Payload Too Large")
+    if status in (408, 429) or status >= 500:
+        return Outcome(
+            "retry",
+            f"HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    return Outcome("reject", f"HTTP {status}: {response.text()}")
+
+
+class HttpProvider(abc.ABC):
+    """Base class of a provider that delivers batches over HTTP: its wire mapping only.
+
+    Subclasses set `name` and implement `encode` and `build_request`; `read_response`, the
+    limits and `secrets` have defaults. The engine recognises an `HttpProvider` and gives its
+    lane a `tracking_core.http.sender.Sender`, which batches, sends, retries and counts; the
+    provider itself holds no sending state and needs no ``track`` method.
+    """
+
+    name: str
+    #: Items per request (the engine also caps batches by ``TRACKING_BATCH_SIZE``).
+    max_events: int = 1000
+    #: Encoded body size per request, in bytes, before compression.
+    max_request_bytes: int = 1_000_000
+    #: Encoded size of one item; None means `max_request_bytes` less the envelope.
+    max_item_bytes: int | None = None
+
+    @abc.abstractmethod
+    def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
+        """The wire form of one event or identify. Raise `SkipItem` to drop it (counted)."""
+
+    @abc.abstractmethod
+    def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
+        """One request carrying `items` (each an encoded JSON value, in order) to `route`.
+
+        `batch_id` is a UUID string that stays the same on every attempt of this batch. This is
+        called again for every attempt, so per-attempt values (a ``sent_at``, a signature
+        timestamp) are fresh while the items stay byte-identical.
+        """
+
+    def read_response(self, route: str, response: HttpResponse) -> Outcome:
+        """What the vendor's answer means; the default reads the status code only."""
+        return default_outcome(response)
+
+    def limits(self, route: str) -> Limits:
+        """The request limits for `route`; by default the class attributes."""
+        return Limits(
+            self.max_events,
+            self.max_request_bytes,
+            self.max_item_bytes if self.max_item_bytes is not None else self.max_request_bytes,
+        )
+
+    def batch_limit(self) -> int:
+        """The most items the engine hands over at once; by default `max_events`."""
+        return self.max_events
+
+    def secrets(self) -> Sequence[str]:
+        """Values to mask in every log line this provider causes (keys, tokens).
+
+        By default the secrets of the provider's ``settings`` attribute, when it has one with
+        a ``secrets()`` method (as `tracking_core.kit.ProviderSettings` does), else none.
+        """
+        settings = getattr(self, "settings", None)
+        secrets = getattr(settings, "secrets", None)
+        return tuple(secrets()) if callable(secrets) else ()
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        """Log a warning through the rate limiter (one line per key a minute), with this
+        provider's secrets masked in every string argument, in every form they are sent in
+        (what its sender derived from them included). `message` is %-formatted and gets the
+        prefix ``"tracking: "``."""
+        warn(self, key, message, *args)
+
+    def __repr__(self) -> str:
+        # Never show attributes: they hold keys.
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
