@@ -17,6 +17,9 @@ Fixtures:
 - ``tracking_env``: a function ``configure(**variables)`` that sets environment variables
   (``None`` removes one) on top of `FAST_DELIVERY`, then resets tracking with discovery on, so a
   provider package's tests enable it exactly as users do.
+
+It also re-exports the loopback receiver (`tracking_core.receivers`) and the base of vendor
+fakes (`tracking_core.fakes`: `VendorFake`, `Refused`, `Rejection`, `FakeDestination`).
 """
 
 from __future__ import annotations
@@ -29,15 +32,20 @@ import pytest
 
 from .api import flush_tracking, register_tracking_provider
 from .event import TrackingEvent, json_safe
+from .fakes import FakeDestination, Refused, Rejection, VendorFake
 from .receivers import LoopbackReceiver, ReceivedRequest, Reply
 from .registry import runtime
 
 __all__ = [
     "FAST_DELIVERY",
+    "FakeDestination",
     "LoopbackReceiver",
     "ReceivedRequest",
     "RecordingProvider",
+    "Refused",
+    "Rejection",
     "Reply",
+    "VendorFake",
     "configure_tracking",
     "reset_tracking",
 ]

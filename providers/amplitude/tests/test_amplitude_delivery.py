@@ -15,6 +15,7 @@ import pytest
 from tracking_amplitude.fake import AmplitudeFake, error_reply
 
 import tracking_core
+from tracking_core.fakes import Rejection
 from tracking_core.testing import LoopbackReceiver, Reply
 
 WHEN = dt.datetime(2026, 1, 15, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
@@ -294,7 +295,7 @@ def test_a_500_after_ingesting_is_deduplicated_by_insert_id(
     stats = flush()
     assert len(server.requests) == 2
     assert len(fake.events) == 2
-    assert fake.duplicates == 2
+    assert len(fake.duplicates) == 2
     assert stats.delivered == 2
 
 
@@ -434,7 +435,7 @@ def test_a_wrong_key_is_rejected_without_retry(
     track("A")
     stats = flush()
     assert len(server.requests) == 1
-    assert fake.rejections == [{"code": 400, "error": "Invalid API key"}]
+    assert fake.rejections == [Rejection(400, "Invalid API key")]
     assert dict(stats.dropped) == {"rejected": 1}
 
 

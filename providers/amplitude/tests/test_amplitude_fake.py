@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from tracking_amplitude.fake import AmplitudeFake, error_reply
+from tracking_amplitude.fake import TEST_KEY, AmplitudeFake, destination, error_reply
 
+from tracking_core.fakes import Rejection
 from tracking_core.receivers import ReceivedRequest, Reply
 
 KEY = "fake-test-key-0123"
@@ -120,6 +121,7 @@ def test_malformed_requests_are_refused_with_json_code(
     assert answer(reply)["code"] == status
     assert answer(reply)["error"] == error
     assert fake.events == []
+    assert fake.rejections == [Rejection(status, error)]
 
 
 def test_missing_api_key_names_the_field(fake: AmplitudeFake) -> None:
@@ -224,13 +226,13 @@ def test_insert_id_deduplicates_per_device(fake: AmplitudeFake) -> None:
     send(fake, event(device_id="device-123"))
     send(fake, event(device_id="device-456"))
     assert len(fake.events) == 2
-    assert fake.duplicates == 1
+    assert len(fake.duplicates) == 1
 
 
 def test_scripted_failures_come_first_and_can_ingest(fake: AmplitudeFake) -> None:
-    fake.fail_next(error_reply(503, "Service Unavailable"), times=2)
+    fake.fail_next(503, times=2)
     fake.fail_next(error_reply(500, "Internal error"), ingest=True)
-    assert send(fake, event()).status == 503
+    assert answer(send(fake, event())) == {"code": 503, "error": "Service Unavailable"}
     assert send(fake, event()).status == 503
     assert fake.events == []
     reply = send(fake, event())
@@ -238,7 +240,7 @@ def test_scripted_failures_come_first_and_can_ingest(fake: AmplitudeFake) -> Non
     assert answer(reply) == {"code": 500, "error": "Internal error"}
     assert len(fake.events) == 1  # the work was done although the answer says otherwise
     assert send(fake, event()).status == 200
-    assert fake.duplicates == 1
+    assert len(fake.duplicates) == 1 and len(fake.requests) == 4
 
 
 def test_error_reply_carries_fields_and_headers() -> None:
@@ -246,3 +248,17 @@ def test_error_reply_carries_fields_and_headers() -> None:
     assert reply.status == 429
     assert reply.body == {"code": 429, "error": "Too many", "throttled_events": [1]}
     assert reply.headers == {"Retry-After": "0"}
+
+
+def test_destination_and_reading_events_without_amplitudes_field_names() -> None:
+    amplitude = destination()
+    fake = amplitude.fake
+    assert amplitude.provider == "amplitude"
+    url = "http://127.0.0.1:9/proxy"
+    assert amplitude.environment(url) == {"AMPLITUDE_API_KEY": TEST_KEY, "AMPLITUDE_HOST": url}
+    played = event(event_properties={"level": 3})
+    identify = event(event_type="$identify", insert_id="id-2", user_id="player-1")
+    assert fake(request({"api_key": TEST_KEY, "events": [played, identify]})).status == 200
+    assert fake.event_ids() == [played["insert_id"]]
+    assert [fake.properties_of(e) for e in fake.events] == [{"level": 3}]
+    assert [fake.user_of(i) for i in fake.identifies] == ["player-1"]

@@ -1,85 +1,47 @@
-"""A strict loopback double of Amplitude's HTTP V2 API (``POST /2/httpapi``).
+"""A strict loopback fake of Amplitude's HTTP V2 API (``POST /2/httpapi``): a `VendorFake`.
 
-Use it as the responder of a `tracking_core.receivers.LoopbackReceiver`::
-
-    fake = AmplitudeFake(api_key="test-key")
-    with LoopbackReceiver(fake) as server:
-        os.environ["AMPLITUDE_HOST"] = server.url
-        ...
-    assert fake.events[0]["event_type"] == "Signed Up"
-
-It validates like the vendor (see docs "Fake-server rules (Amplitude)") and answers with
-Amplitude's bodies, always JSON carrying ``code``:
-
-- the path must be ``{prefix}/2/httpapi`` and the method POST; the body must be plain
-  ``application/json`` (gzip is refused: Amplitude's support for it is unconfirmed);
-- a body of 1 MB (1,000,000 bytes) or more, or 2000 events or more -> 413;
-- ``api_key`` (a string, equal to the expected key when one is given) and a non-empty ``events``
-  array are required (400 with ``missing_field`` / ``Invalid API key``);
-- per event: a non-empty string ``event_type``; ``user_id`` and/or ``device_id``, strings, not a
-  placeholder (``anonymous``, ``null``, ``0``, ``-1``...); an id shorter than
-  ``options.min_id_length`` (default 5) is removed from the event as Amplitude does, and an event
-  left with no id is invalid; ``time`` an integer of epoch milliseconds (floats, strings and
-  values that look like seconds or microseconds are invalid); ``event_properties`` and
-  ``user_properties`` objects; user-property operations (``$set``...) only on ``$identify``
-  events and never mixed with plain keys;
-- a request with any invalid event is refused whole: 400 with ``events_with_invalid_fields`` /
-  ``events_with_missing_fields`` (maps of field -> indexes) and nothing is ingested;
-- accepted events are deduplicated by ``insert_id`` (per device, else per user), as Amplitude
-  does for seven days: repeats are counted in `duplicates`, not recorded again.
-
-Failures are scripted with `fail_next`, and `error_reply` builds the vendor's error bodies.
-Thread-safe: the receiver calls it from one thread per connection.
+It validates like Amplitude and answers with its JSON bodies, which carry ``code``: POST to
+``{prefix}/2/httpapi``, plain ``application/json`` (no gzip), under 1 MB and 2000 events (413),
+an ``api_key`` and ``events``. Each event: an ``event_type``; ``user_id``/``device_id`` strings,
+no placeholder (shorter than ``options.min_id_length``, default 5: removed; an event left
+without id is invalid); ``time`` in integer milliseconds; object properties, operations
+(``$set``...) only on ``$identify`` and not mixed with plain keys. One bad event refuses the
+request: 400 with ``events_with_invalid_fields``/``..._missing_fields``. Accepted events are
+deduplicated by ``insert_id`` per device (else user) into `duplicates`, as Amplitude does.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from tracking_core.fakes import FakeDestination, Refused, VendorFake
 from tracking_core.receivers import ReceivedRequest, Reply
 
 from .provider import INVALID_IDS, MIN_ID_LENGTH, PATH
 
-__all__ = ["AmplitudeFake", "error_reply"]
+__all__ = ["AmplitudeFake", "destination", "error_reply"]
 
-#: Bodies of this many bytes or more get a 413 on /2/httpapi.
-MAX_BODY_BYTES = 1_000_000
-#: Requests with this many events or more get a 413 on /2/httpapi.
-MAX_EVENTS = 2000
-#: ``time`` values below this look like seconds, at or above the upper bound like microseconds.
-MIN_MILLIS = 10**11
-MAX_MILLIS = 10**14
+#: A body of this many bytes or more, or this many events or more, gets a 413.
+MAX_BODY_BYTES, MAX_EVENTS = 1_000_000, 2000
+_MILLIS = range(10**11, 10**14)  # epoch ms; below: seconds, above: microseconds
 #: The user-property operations Amplitude knows.
-OPERATIONS = frozenset(
-    {
-        "$set",
-        "$setOnce",
-        "$add",
-        "$append",
-        "$prepend",
-        "$unset",
-        "$preInsert",
-        "$postInsert",
-        "$remove",
-        "$clearAll",
-    }
-)
+OPERATIONS = frozenset({"$set", "$setOnce", "$add", "$append", "$prepend", "$unset"})
+OPERATIONS |= {"$preInsert", "$postInsert", "$remove", "$clearAll"}
+#: The API key `destination()` expects.
+TEST_KEY = "demo-amplitude-key"
 _ID_FIELDS = ("user_id", "device_id")
+_Problems = list[tuple[str, bool]]
+_BAD_BODY = "Invalid JSON request body"
+_MISSING = "Request missing required field"
 
 
 def error_reply(
     code: int, error: str = "", *, headers: Mapping[str, str] | None = None, **fields: Any
 ) -> Reply:
-    """An Amplitude-shaped answer: HTTP `code` with ``{"code": code, "error": error, **fields}``.
-
-    For instance ``error_reply(429, "Too many requests for some devices and users",
-    throttled_events=[0], exceeded_daily_quota_users={"user-1": 500001})``. `headers` are
-    response headers (Amplitude sends no ``Retry-After``; a test may, to keep retries fast).
-    """
+    """An Amplitude answer: HTTP `code` with ``{"code": code, "error": error, **fields}``
+    (``throttled_events=[0]``...) and the response `headers` (Amplitude sends no Retry-After)."""
     return Reply(code, {"code": code, "error": error, **fields}, headers=dict(headers or {}))
 
 
@@ -87,204 +49,118 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class AmplitudeFake:
-    """A strict, thread-safe stand-in for Amplitude's ``/2/httpapi`` (see the module doc).
-
-    Args:
-        api_key: the key requests must carry; None accepts any string key.
-        prefix: a path prefix in front of ``/2/httpapi`` (a proxy), e.g. ``"/proxy"``.
-
-    Attributes:
-        events: accepted events other than ``$identify``, as received (short ids removed).
-        identifies: accepted ``$identify`` events.
-        batches: the body (parsed JSON) of every request whose events were ingested.
-        duplicates: events ignored because their ``insert_id`` was already ingested.
-        rejections: the body of every 4xx answer the fake's own validation gave.
-    """
-
-    def __init__(self, api_key: str | None = None, *, prefix: str = "") -> None:
-        self.api_key = api_key
-        self.path = prefix.rstrip("/") + PATH
-        self.events: list[dict[str, Any]] = []
-        self.identifies: list[dict[str, Any]] = []
-        self.batches: list[dict[str, Any]] = []
-        self.duplicates = 0
-        self.rejections: list[dict[str, Any]] = []
-        self._seen: set[tuple[str, str]] = set()
-        self._script: deque[tuple[Reply, bool]] = deque()
-        self._lock = threading.Lock()
-
-    # -- scripting ----------------------------------------------------------------------------
-
-    def fail_next(self, reply: Reply, times: int = 1, *, ingest: bool = False) -> None:
-        """Answer the next `times` requests with `reply` instead of the normal answer.
-
-        With `ingest`, those requests are still validated and their events ingested when
-        valid (a 500 after the work was done: the client cannot tell, and must resend the same
-        ``insert_id``s so the repeats are deduplicated).
-        """
-        with self._lock:
-            self._script.extend([(reply, ingest)] * times)
-
-    # -- the server ---------------------------------------------------------------------------
-
-    def __call__(self, request: ReceivedRequest) -> Reply:
-        with self._lock:
-            scripted = self._script.popleft() if self._script else None
-            if scripted is not None and not scripted[1]:
-                return scripted[0]
-            reply = self._handle(request)
-            if reply.status >= 400 and isinstance(reply.body, dict):
-                self.rejections.append(reply.body)
-            return reply if scripted is None else scripted[0]
-
-    def _handle(self, request: ReceivedRequest) -> Reply:
-        if request.path != self.path:
-            return error_reply(400, "Invalid request path")
-        if request.method != "POST":
-            return error_reply(405, "Method not allowed")
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            return error_reply(400, "Invalid JSON request body", detail="not application/json")
-        if request.headers.get("content-encoding", "identity").lower() != "identity":
-            return error_reply(400, "Invalid JSON request body", detail="compressed body")
-        if len(request.raw_body) >= MAX_BODY_BYTES:
-            return error_reply(413, "Payload too large")
-        if not request.raw_body:
-            return error_reply(400, "Missing request body")
-        try:
-            body = request.json()
-        except ValueError:
-            return error_reply(400, "Invalid JSON request body")
-        if not isinstance(body, dict):
-            return error_reply(400, "Invalid JSON request body")
-        api_key = body.get("api_key")
-        if not isinstance(api_key, str) or not api_key:
-            return error_reply(400, "Request missing required field", missing_field="api_key")
-        if self.api_key is not None and api_key != self.api_key:
-            return error_reply(400, "Invalid API key")
-        events = body.get("events")
-        if not isinstance(events, list) or not events:
-            return error_reply(400, "Request missing required field", missing_field="events")
-        if len(events) >= MAX_EVENTS:
-            return error_reply(413, "Payload too large")
-        min_length = self._min_id_length(body.get("options"))
-        if min_length is None:
-            return error_reply(400, "Invalid JSON request body", detail="bad options")
-        invalid: dict[str, list[int]] = {}
-        missing: dict[str, list[int]] = {}
-        cleaned: list[dict[str, Any]] = []
-        for index, event in enumerate(events):
-            if not isinstance(event, dict):
-                return error_reply(400, "Invalid event JSON")
-            kept = self._check_event(index, event, min_length, invalid, missing)
-            cleaned.append(kept)
-        if invalid or missing:
-            return error_reply(
-                400,
-                "Invalid field values on some events"
-                if invalid
-                else "Request missing required field",
-                events_with_invalid_fields=invalid,
-                events_with_missing_fields=missing,
-            )
-        self._ingest(body, cleaned)
-        return Reply(
-            200,
-            {
-                "code": 200,
-                "events_ingested": len(events),
-                "payload_size_bytes": len(request.raw_body),
-                "server_upload_time": int(time.time() * 1000),
-            },
-        )
-
-    @staticmethod
-    def _min_id_length(options: Any) -> int | None:
-        if options is None:
-            return MIN_ID_LENGTH
-        if not isinstance(options, dict):
-            return None
-        value = options.get("min_id_length", MIN_ID_LENGTH)
-        if not _is_int(value) or value < 1:
-            return None
-        return int(value)
-
-    @staticmethod
-    def _check_event(
-        index: int,
-        event: dict[str, Any],
-        min_length: int,
-        invalid: dict[str, list[int]],
-        missing: dict[str, list[int]],
-    ) -> dict[str, Any]:
-        """Validate one event (filling `invalid`/`missing`); the event as it would be stored."""
-
-        def bad(field: str, into: dict[str, list[int]] = invalid) -> None:
-            into.setdefault(field, []).append(index)
-
-        kept = dict(event)
-        event_type = event.get("event_type")
-        if event_type is None:
-            bad("event_type", missing)
-        elif not isinstance(event_type, str) or not event_type:
-            bad("event_type")
-        present = [f for f in _ID_FIELDS if event.get(f) is not None]
-        if not present:
-            bad("user_id", missing)
-        for field in present:
-            value = event[field]
-            if not isinstance(value, str) or value.lower() in INVALID_IDS:
-                bad(field)
-            elif len(value) < min_length:
-                del kept[field]  # Amplitude removes a too-short id
-        if present and not any(f in kept for f in _ID_FIELDS):
-            for field in present:  # every id was too short: nothing identifies the event
-                bad(field)
-        if "time" in event:
-            when = event["time"]
-            if not _is_int(when) or not MIN_MILLIS <= when < MAX_MILLIS:
-                bad("time")
-        if "insert_id" in event and (
-            not isinstance(event["insert_id"], str) or not event["insert_id"]
-        ):
-            bad("insert_id")
-        if "event_properties" in event and not isinstance(event["event_properties"], dict):
-            bad("event_properties")
-        if "user_properties" in event and not _valid_user_properties(
-            event["user_properties"], event_type == "$identify"
-        ):
-            bad("user_properties")
-        return kept
-
-    def _ingest(self, body: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        accepted = []
-        for event in events:
-            insert_id = event.get("insert_id")
-            if insert_id is not None:
-                owner = event.get("device_id") or "user:" + str(event.get("user_id"))
-                key = (insert_id, owner)
-                if key in self._seen:
-                    self.duplicates += 1
-                    continue
-                self._seen.add(key)
-            accepted.append(event)
-            if event.get("event_type") == "$identify":
-                self.identifies.append(event)
-            else:
-                self.events.append(event)
-        self.batches.append({**body, "events": accepted})
-
-
-def _valid_user_properties(value: Any, identify: bool) -> bool:
+def _valid_user_properties(event: dict[str, Any]) -> bool:
+    value = event["user_properties"]
     if not isinstance(value, dict):
         return False
-    operations = [key for key in value if isinstance(key, str) and key.startswith("$")]
-    if not operations:
-        return True
-    if not identify or len(operations) != len(value):
+    ops = [key for key in value if isinstance(key, str) and key.startswith("$")]
+    if ops and (event.get("event_type") != "$identify" or len(ops) != len(value)):
         return False  # operations only on $identify, and never mixed with plain keys
-    return all(
-        key in OPERATIONS and (key == "$clearAll" or isinstance(value[key], dict))
-        for key in operations
+    return all(k in OPERATIONS and (k == "$clearAll" or isinstance(value[k], dict)) for k in ops)
+
+
+def _problems(event: dict[str, Any], min_length: int) -> tuple[dict[str, Any], _Problems]:
+    """The event as Amplitude keeps it (too-short ids removed) and its problems, as
+    ``(field, missing)`` pairs."""
+    kept = dict(event)
+    problems: _Problems = []
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        problems.append(("event_type", event_type is None))
+    present = [field for field in _ID_FIELDS if event.get(field) is not None]
+    if not present:
+        problems.append(("user_id", True))
+    for field in present:
+        if not isinstance(event[field], str) or event[field].lower() in INVALID_IDS:
+            problems.append((field, False))
+        elif len(event[field]) < min_length:
+            del kept[field]  # Amplitude removes a too-short id
+    if present and not any(field in kept for field in _ID_FIELDS):
+        problems += [(field, False) for field in present]  # nothing identifies the event
+    wrong = {
+        "time": not (_is_int(event.get("time")) and event["time"] in _MILLIS),
+        "insert_id": not isinstance(event.get("insert_id"), str) or not event["insert_id"],
+        "event_properties": not isinstance(event.get("event_properties"), dict),
+        "user_properties": "user_properties" in event and not _valid_user_properties(event),
+    }
+    problems += [(field, False) for field, bad in wrong.items() if field in event and bad]
+    return kept, problems
+
+
+class AmplitudeFake(VendorFake):
+    """Amplitude's ``/2/httpapi`` (see the module doc). `api_key`: the key requests must carry
+    (None: any string); `prefix`: a path prefix in front of ``/2/httpapi`` (a proxy)."""
+
+    max_body_bytes = MAX_BODY_BYTES - 1
+    encodings = frozenset({"", "identity"})
+    id_key, properties_key = "insert_id", "event_properties"
+    identify_when = ("event_type", "$identify")
+    body_errors: ClassVar[Mapping[str, str]] = {
+        **dict.fromkeys(("encoding", "gzip", "utf8", "json"), _BAD_BODY),
+        "too_large": "Payload too large",
+    }
+
+    def __init__(self, api_key: str | None = None, *, prefix: str = "") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.path = prefix.rstrip("/") + PATH
+
+    def refusal(self, status: int, message: str) -> Reply:
+        return error_reply(status, message)
+
+    def dedupe_key(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
+        owner = item.get("device_id") or f"user:{item.get('user_id')}"
+        return None if item.get("insert_id") is None else (str(item["insert_id"]), str(owner))
+
+    def handle(self, request: ReceivedRequest) -> Reply:
+        if request.path != self.path:
+            raise Refused(400, "Invalid request path")
+        if request.method != "POST":
+            raise Refused(405, "Method not allowed")
+        if self.media_type(request) != "application/json":
+            raise Refused(400, _BAD_BODY)
+        if not request.raw_body:
+            raise Refused(400, "Missing request body")
+        body = self.read_json(request)
+        if not isinstance(body, dict):
+            raise Refused(400, _BAD_BODY)
+        if not isinstance(body.get("api_key"), str) or not body["api_key"]:
+            raise Refused(400, _MISSING, error_reply(400, _MISSING, missing_field="api_key"))
+        if self.api_key not in (None, body["api_key"]):
+            raise Refused(400, "Invalid API key")
+        events = body.get("events")
+        if not isinstance(events, list) or not events:
+            raise Refused(400, _MISSING, error_reply(400, _MISSING, missing_field="events"))
+        if len(events) >= MAX_EVENTS:
+            raise Refused(413, "Payload too large")
+        options = {} if body.get("options") is None else body["options"]
+        min_length = options.get("min_id_length", MIN_ID_LENGTH) if isinstance(options, dict) else 0
+        if not _is_int(min_length) or min_length < 1:
+            raise Refused(400, _BAD_BODY)
+        if not all(isinstance(event, dict) for event in events):
+            raise Refused(400, "Invalid event JSON")
+        invalid: dict[str, Any] = {}  # field -> the indexes of the events at fault
+        missing: dict[str, Any] = {}
+        cleaned = []
+        for index, event in enumerate(events):
+            kept, problems = _problems(event, min_length)
+            for field, absent in problems:
+                (missing if absent else invalid).setdefault(field, []).append(index)
+            cleaned.append(kept)
+        if invalid or missing:
+            error = "Invalid field values on some events" if invalid else _MISSING
+            fields = {"events_with_invalid_fields": invalid, "events_with_missing_fields": missing}
+            raise Refused(400, error, error_reply(400, error, **fields))
+        self.record({**body, "events": cleaned}, cleaned)
+        answer = {"code": 200, "events_ingested": len(events)}
+        answer["payload_size_bytes"] = len(request.raw_body)
+        return Reply(200, {**answer, "server_upload_time": int(time.time() * 1000)})
+
+
+def destination() -> FakeDestination:
+    """An `AmplitudeFake` expecting `TEST_KEY`, and the variables that point Amplitude at it."""
+    return FakeDestination(
+        "amplitude",
+        AmplitudeFake(TEST_KEY),
+        lambda url: {"AMPLITUDE_API_KEY": TEST_KEY, "AMPLITUDE_HOST": url},
     )

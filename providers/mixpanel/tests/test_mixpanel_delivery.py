@@ -179,7 +179,7 @@ def test_requests_are_capped_at_2000_events(
     assert max(track_sizes) == 2000 and sum(track_sizes) == 4100
     assert max(engage_sizes) <= 2000 and sum(engage_sizes) == 2100
     assert all(r.headers.get("content-encoding") == "gzip" for r in requests_to("track"))
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert len(fake.events) == 4100 and len(fake.identifies) == 2100
     assert _idle_stats().delivered == 6200
 
@@ -192,7 +192,7 @@ def test_times_mixpanel_refuses_are_dropped_before_sending(fake: MixpanelFake) -
     tracking_core.track("Ancient", timestamp=dt.datetime(1970, 6, 1, tzinfo=UTC))
     tracking_core.track("Recent", timestamp=now - dt.timedelta(days=4))
     assert tracking_core.flush_tracking(10)
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert [e["event"] for e in fake.events] == ["Recent"]
     stats = _idle_stats()
     assert stats.delivered == 1 and stats.dropped == {"rejected": 3}

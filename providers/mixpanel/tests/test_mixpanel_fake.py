@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tracking_mixpanel.fake import MixpanelFake
+from tracking_mixpanel.fake import MixpanelFake, destination
 
+import tracking_core
 from tracking_core.receivers import LoopbackReceiver, Reply
 
 TOKEN = "fake-token-1"
@@ -281,14 +282,20 @@ def test_import_accepts_ndjson_and_refuses_too_many(url: str) -> None:
 
 
 def test_scripted_failures_and_thread_safe_records(fake: MixpanelFake, url: str) -> None:
-    fake.fail_next(Reply(503, {"error": "down"}), times=2, route="track")
+    fake.fail_next(503, Reply(502, {"error": "down"}), route="track")
     assert post(f"{url}/engage?verbose=1", [update()]).status_code == 200  # other route
-    assert post(f"{url}/track?verbose=1", [event()]).status_code == 503
-    assert post(f"{url}/track?verbose=1", [event()]).status_code == 503
+    scripted = post(f"{url}/track?verbose=1", [event()])
+    assert (scripted.status_code, scripted.json()["status"]) == (503, 0)
+    assert post(f"{url}/track?verbose=1", [event()]).status_code == 502
     assert post(f"{url}/track?verbose=1", [event()]).status_code == 200
-    assert len(fake.events) == 1
+    assert post(f"{url}/track?verbose=1", [event(token="other")]).json()["status"] == 0
+    assert [r.status for r in fake.rejections] == [200]  # Mixpanel says status 0 in a 200
+    assert "event 0" in fake.rejections[0].message
+    assert len(fake.events) == 1 and fake.event_ids() == [
+        fake.events[0]["properties"]["$insert_id"]
+    ]
     fake.clear()
-    assert fake.events == [] and fake.identifies == [] and fake.refusals == []
+    assert fake.events == [] and fake.identifies == [] and fake.rejections == []
     assert post(f"{url}/nowhere", []).status_code == 404
     assert "MixpanelFake" in repr(fake)
 
@@ -300,3 +307,17 @@ def test_the_clock_is_injectable() -> None:
         assert post(f"{receiver.url}/track?verbose=1", [event(time=now_ms)]).json()["status"] == 1
         stale = post(f"{receiver.url}/track?verbose=1", [event()])  # NOW is long past
         assert stale.json()["status"] == 0
+
+
+def test_destination_points_mixpanel_at_its_fake(tracking_env: Any) -> None:
+    mixpanel = destination()
+    with mixpanel.fake.serve() as receiver:
+        variables = mixpanel.environment(receiver.url)
+        tracking_env(TRACKING_PROVIDERS=mixpanel.provider, **variables)
+        tracking_core.identify("user-7", {"plan": "pro"})
+        tracking_core.track("Paid", {"amount": 5}, user_id="user-7")
+        assert tracking_core.flush_tracking(10)
+    fake = mixpanel.fake
+    assert [fake.properties_of(e)["amount"] for e in fake.events] == [5]
+    assert fake.event_ids() == [fake.events[0]["properties"]["$insert_id"]]
+    assert [fake.user_of(update) for update in fake.identifies] == ["user-7"]

@@ -45,7 +45,7 @@ def test_retry_after_503_resends_the_same_ids_and_timestamps(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    fake.fail_next(PostHogFake.error(503), times=2)
+    fake.fail_next(fake.error(503), times=2)
     _track(3)
     tracking_core.identify("user-1", {"plan": "pro"})
     stats = _flush()
@@ -62,7 +62,7 @@ def test_anonymous_distinct_id_is_kept_across_retries(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    fake.fail_next(PostHogFake.error(502, "Bad Gateway"))
+    fake.fail_next(fake.error(502, "Bad Gateway"))
     tracking_core.track("Anonymous")
     _flush()
     first, second = _batches(server)
@@ -74,7 +74,7 @@ def test_429_waits_for_retry_after(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    stats = _send(fake, PostHogFake.error(429, "rate limited", retry_after="1"))
+    stats = _send(fake, fake.error(429, "rate limited", retry_after="1"))
     first, second = server.requests
     assert second.received_at - first.received_at >= 0.9
     assert first.json()["batch"] == second.json()["batch"]
@@ -83,7 +83,7 @@ def test_429_waits_for_retry_after(
 
 def test_retries_are_bounded(enable: Enable, server: LoopbackReceiver, fake: PostHogFake) -> None:
     enable(TRACKING_MAX_ATTEMPTS="3")
-    stats = _send(fake, *[PostHogFake.error(503)] * 10)
+    stats = _send(fake, *[fake.error(503)] * 10)
     assert len(server.requests) == 3
     assert fake.events == []
     assert stats.delivered == 0
@@ -171,11 +171,11 @@ def test_413_splits_the_batch_and_resends_the_halves(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    stats = _send(fake, PostHogFake.error(413), events=4)
+    stats = _send(fake, fake.error(413), events=4)
     whole, *halves = _batches(server)
     assert [len(b) for b in halves] == [2, 2]
     assert halves[0] + halves[1] == whole
-    assert fake.uuids() == [e["uuid"] for e in whole]
+    assert fake.event_ids() == [e["uuid"] for e in whole]
     assert (stats.delivered, stats.batches, dict(stats.dropped)) == (4, 3, {})
 
 
@@ -183,7 +183,7 @@ def test_413_on_a_single_event_drops_it(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
     enable()
-    stats = _send(fake, PostHogFake.error(413), events=1)
+    stats = _send(fake, fake.error(413), events=1)
     assert len(server.requests) == 1
     assert dict(stats.dropped) == {"too_large": 1}
 
@@ -210,7 +210,7 @@ def test_at_most_1000_events_per_request_whatever_the_batch_size(
     stats = _send(fake, events=2500, timeout=30)
     assert fake.rejections == []
     assert [len(b) for b in _batches(server)] == [1000, 1000, 500]
-    assert len(set(fake.uuids())) == 2500
+    assert len(set(fake.event_ids())) == 2500
     assert stats.delivered == 2500
 
 

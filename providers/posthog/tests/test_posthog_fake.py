@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tracking_posthog.fake import PostHogFake, Rejection
+from tracking_posthog.fake import PostHogFake, destination
 
+import tracking_core
+from tracking_core.fakes import Rejection
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
 
 KEY = "phc_FakeTestKey0123456789"
@@ -72,7 +74,8 @@ def test_accepts_a_good_batch_and_records_it() -> None:
     assert (status, json.loads(text)) == (200, {"status": 1})
     assert len(fake.events) == 1 and fake.identifies == [identify]
     assert len(fake.batches) == 1 and fake.rejections == []
-    assert fake.uuids() == [e["uuid"] for e in fake.all_events()]
+    assert fake.event_ids() == [e["uuid"] for e in fake.events]
+    assert [fake.user_of(i) for i in fake.identifies] == ["user-12345"]
 
 
 @pytest.mark.parametrize("path", ["/batch", "/batch/"])
@@ -215,15 +218,19 @@ def test_oversized_events_are_discarded_but_the_request_succeeds() -> None:
 
 def test_scripted_failures_come_first_and_in_order() -> None:
     fake = PostHogFake()
-    fake.fail_next(PostHogFake.error(503), times=2)
-    fake.fail_next(PostHogFake.error(429, retry_after="3"))
-    replies = [fake(_request()) for _ in range(4)]
-    assert [r.status for r in replies] == [503, 503, 429, 200]
+    fake.fail_next(503, times=2)
+    fake.fail_next(fake.error(429, retry_after="3"), Reply(action="reset"))
+    replies = [fake(_request()) for _ in range(5)]
+    assert [r.status for r in replies[:3]] == [503, 503, 429]
+    assert replies[3].action == "reset" and replies[4].status == 200
     assert replies[0].body == "transient error, please retry"
     assert replies[2].headers == {"Retry-After": "3"}
     assert len(fake.events) == 1  # scripted answers record nothing
+    assert len(fake.requests) == 5 and fake.replies == replies
+    with pytest.raises(ValueError, match="times="):
+        fake.fail_next(Reply(503), 2)
     fake.clear()
-    assert fake.events == [] and fake.batches == []
+    assert fake.events == [] and fake.batches == [] and fake.requests == []
 
 
 def test_thread_safe_under_concurrent_requests() -> None:
@@ -240,7 +247,7 @@ def test_thread_safe_under_concurrent_requests() -> None:
     for thread in threads:
         thread.join()
     assert len(fake.events) == 8 * 25 - 10
-    assert len(fake.batches) == len(set(fake.uuids())) == 8 * 25 - 10
+    assert len(fake.batches) == len(set(fake.event_ids())) == 8 * 25 - 10
 
 
 def test_over_real_http() -> None:
@@ -253,3 +260,16 @@ def test_over_real_http() -> None:
     assert (bad.status_code, bad.text) == (401, "API key is not valid: personal_api_key")
     assert wrong_path.status_code == 404
     assert len(fake.events) == 1
+
+
+def test_destination_enables_posthog_against_its_fake(tracking_env: Any) -> None:
+    served = destination()
+    with served.fake.serve() as server:
+        tracking_env(TRACKING_PROVIDERS="posthog", **served.environment(server.url))
+        tracking_core.track("Signed Up", {"plan": "pro"}, user_id="user-1")
+        tracking_core.identify("user-1", {"plan": "pro"})
+        assert tracking_core.flush_tracking(10)
+    (event,) = served.fake.events
+    assert served.fake.event_ids() == [event["uuid"]] and served.fake.rejections == []
+    assert served.fake.properties_of(event)["plan"] == "pro"
+    assert [served.fake.user_of(i) for i in served.fake.identifies] == ["user-1"]

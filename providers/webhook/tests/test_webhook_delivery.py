@@ -58,7 +58,7 @@ def test_webhook_sends_one_signed_segment_batch(
     tc.identify("user-12345", {"email": "ada@example.com", "name": "Ada"})
     stats = flush()
 
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert len(receiver.requests) == 1  # one batch, not one request per event
     request = receiver.requests[0]
     assert request.method == "POST"
@@ -127,7 +127,7 @@ def test_webhook_url_is_used_exactly_as_given(
     start(TRACKING_WEBHOOK_URL=receiver.url + "/proxy/hooks/?source=api&v=2")
     tc.track("Proxied", user_id="user-12345")
     assert flush().delivered == 1
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert receiver.requests[0].path == "/proxy/hooks/"
     assert receiver.requests[0].query == {"source": "api", "v": "2"}
 
@@ -136,23 +136,22 @@ def test_webhook_retry_keeps_id_and_messages_and_refreshes_the_signature(
     start: Start, receiver: LoopbackReceiver, fake: WebhookFake
 ) -> None:
     start()
-    fake.fail_next(Reply(503, {"code": "unavailable"}, headers={"Retry-After": "1"}))
+    # ingest: the fake checks the first attempt too (and then answers 503).
+    fake.fail_next(Reply(503, {"code": "unavailable"}, headers={"Retry-After": "1"}), ingest=True)
     for n in range(3):
         tc.track("Retried", {"n": n}, user_id="user-12345")
     stats = flush()
 
-    assert fake.refusals == []
-    first, second = fake.attempts
-    assert (first.status, second.status) == (503, 200)
-    assert first.webhook_id == second.webhook_id  # the idempotency key stays
-    assert first.message_ids == second.message_ids
+    assert fake.rejections == []
+    assert fake.statuses() == [503, 200]
+    first, second = fake.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]  # the idempotency key stays
+    assert [m["messageId"] for m in batch_of(first)] == [m["messageId"] for m in batch_of(second)]
     # Retry-After: 1 was honoured, so this attempt's timestamp and signature are new.
     assert second.received_at - first.received_at >= 0.9
-    assert first.timestamp is not None
-    assert second.timestamp is not None
-    assert int(second.timestamp) > int(first.timestamp)
-    assert first.signature != second.signature
-    assert first.sent_at != second.sent_at
+    assert int(second.headers["webhook-timestamp"]) > int(first.headers["webhook-timestamp"])
+    assert first.headers["webhook-signature"] != second.headers["webhook-signature"]
+    assert first.json()["sentAt"] != second.json()["sentAt"]
     # The messages themselves (ids, timestamps) are byte-identical.
     old, new = (batch_of(r) for r in receiver.requests)
     assert old == new
@@ -163,15 +162,15 @@ def test_webhook_retry_keeps_id_and_messages_and_refreshes_the_signature(
 
 def test_webhook_429_and_timeouts_are_retried(start: Start, fake: WebhookFake) -> None:
     start(TRACKING_HTTP_TIMEOUT="0.3")
-    fake.queue_replies(
+    fake.fail_next(
         Reply(429, {"code": "rate_limited"}, headers={"Retry-After": "0"}),
         Reply(action="hang"),
         Reply(502),
     )
     tc.track("Eventually", user_id="user-12345")
     stats = flush()
-    assert [a.status for a in fake.attempts] == [429, None, 502, 200]
-    assert len({a.webhook_id for a in fake.attempts}) == 1
+    assert fake.statuses() == [429, None, 502, 200]
+    assert len({r.headers["webhook-id"] for r in fake.requests}) == 1
     assert fake.event_names() == ["Eventually"]
     assert (stats.delivered, stats.retried, stats.failed) == (1, 3, 3)
 
@@ -247,12 +246,12 @@ def test_webhook_redirects_are_not_followed(
 
 def test_webhook_any_2xx_is_success(start: Start, fake: WebhookFake) -> None:
     start()
-    fake.queue_replies(Reply(202, ""), Reply(204, b""), Reply(200, {"success": False}))
+    fake.fail_next(Reply(202, ""), Reply(204, b""), Reply(200, {"success": False}))
     for name in ("Accepted", "No Content", "Odd Body"):
         tc.track(name, user_id="user-12345")
         flush()
     stats = flush()
-    assert [a.status for a in fake.attempts] == [202, 204, 200]
+    assert fake.statuses() == [202, 204, 200]
     assert (stats.delivered, stats.retried, dict(stats.dropped)) == (3, 0, {})
 
 
@@ -276,13 +275,13 @@ def test_webhook_fake_refuses_a_wrong_signature_and_a_skewed_clock(
     start(TRACKING_WEBHOOK_SECRET="whsec_" + base64.b64encode(b"some other key").decode())
     tc.track("Badly Signed", user_id="user-12345")
     assert flush().dropped == {"rejected": 1}
-    assert "no matching v1 signature" in fake.refusals[-1]
+    assert "no matching v1 signature" in fake.rejections[-1].message
 
     fake.clock = lambda: dt.datetime.now(dt.timezone.utc).timestamp() + 1000
     start()
     tc.track("Late", user_id="user-12345")
     assert flush().dropped == {"rejected": 1}
-    assert "tolerance" in fake.refusals[-1]
+    assert "tolerance" in fake.rejections[-1].message
     assert fake.events == []
 
 
@@ -296,9 +295,9 @@ def test_webhook_413_splits_and_drops_a_single_oversized_event(
         tc.track("Split", {"n": n, "pad": "x" * 200}, user_id="user-12345")
     tc.track("Huge", {"pad": "y" * 5000}, user_id="user-12345")  # under 32 KB, over 4000 B
     stats = flush()
-    assert 413 in [a.status for a in fake.attempts]
+    assert 413 in fake.statuses()
     assert sorted(m["properties"]["n"] for m in fake.events) == list(range(20))
-    accepted = [r for r, a in zip(receiver.requests, fake.attempts, strict=True) if a.status == 200]
+    accepted = [r for r, s in zip(receiver.requests, fake.statuses(), strict=True) if s == 200]
     assert all(len(r.raw_body) <= 4000 for r in accepted)
     assert stats.delivered == 20
     assert stats.dropped == {"too_large": 1}
@@ -332,7 +331,7 @@ def test_webhook_caps_messages_per_request_whatever_the_batch_size(
     assert max(sizes) == 500
     assert sum(sizes) == 1100
     assert stats.delivered == 1100
-    assert fake.refusals == []
+    assert fake.rejections == []
 
     fake.max_messages = 10
     start(TRACKING_BATCH_SIZE="5000", TRACKING_WEBHOOK_MAX_EVENTS="10")
@@ -354,7 +353,7 @@ def test_webhook_caps_bytes_per_request(
     assert len(receiver.requests) > 3
     assert all(len(r.raw_body) <= 4000 for r in receiver.requests)
     assert stats.delivered == 60
-    assert fake.refusals == []
+    assert fake.rejections == []
 
 
 class Color:
@@ -412,7 +411,7 @@ def test_webhook_url_credentials_are_sent_as_basic_auth(
     start(TRACKING_WEBHOOK_AUTH=None, TRACKING_WEBHOOK_URL=with_credentials)
     tc.track("Basic", user_id="user-12345")
     assert flush().delivered == 1
-    assert fake.refusals == []
+    assert fake.rejections == []
 
 
 def test_webhook_logs_no_secret_even_in_debug(
@@ -432,7 +431,7 @@ def test_webhook_logs_no_secret_even_in_debug(
     start(TRACKING_DEBUG="1", TRACKING_WEBHOOK_URL=url, TRACKING_MAX_ATTEMPTS="2")
     # A receiver that echoes what it got in its error body: the log must still not show it.
     echo = f"bad request from {url} with {auth} signed by {secret}"
-    fake.queue_replies(Reply(503, echo), Reply(400, echo))
+    fake.fail_next(Reply(503, echo), Reply(400, echo))
     tc.track("Echoed", user_id="user-12345")
     flush()
     tc.track("Debugged", user_id="user-12345")
