@@ -68,8 +68,11 @@ class PluginVenv:
         )
 
 
-def write_package(root: Path, dist: str, module: str, entry_name: str, source: str) -> Path:
-    """A minimal provider package (hatchling) with one entry point in ``tracking_core``."""
+def write_package(
+    root: Path, dist: str, module: str, entry_name: str, source: str, target: str | None = None
+) -> Path:
+    """A minimal provider package (hatchling) with one entry point in ``tracking_core``, naming
+    `target` (``module:object``) or, by default, the module itself."""
     package = root / dist
     (package / module).mkdir(parents=True)
     (package / "pyproject.toml").write_text(
@@ -85,7 +88,7 @@ def write_package(root: Path, dist: str, module: str, entry_name: str, source: s
             dependencies = ["tracking-core"]
 
             [project.entry-points.tracking_core]
-            {entry_name} = "{module}"
+            {entry_name} = "{target or module}"
 
             [tool.hatch.build.targets.wheel]
             packages = ["{module}"]

@@ -183,6 +183,43 @@ def test_providers_exits_1_when_a_configured_provider_is_disabled() -> None:
     assert tracking("providers", POSTHOG_API_KEY=SECRET_KEY).returncode == 0
 
 
+def test_providers_shows_the_declared_variables_and_hides_every_secret(tmp_path: Path) -> None:
+    """What `tracking providers` lists comes from each package's declaration (issue #11): every
+    variable with its flags; a secret set directly or through its `_FILE` is never shown."""
+    from tracking_core.discovery import discover
+
+    declared = {r.name: r.settings for r in discover(lambda provider: None, {})}
+    username = tmp_path / "username"
+    username.write_text("sa-user-secret-77\n", encoding="utf-8")
+    env = {
+        "MIXPANEL_TOKEN": "mp-token-secret-1234",
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME_FILE": str(username),
+        "MIXPANEL_HOST": "https://proxy-user:pw-in-host-9@mp.example.com",
+    }
+    result = tracking("providers", "--json", **env)
+    data = json.loads(result.stdout)
+    plugins = {p["entry_point"]: p for p in data["plugins"]}
+    assert plugins.keys() == declared.keys()
+    for name, plugin in plugins.items():
+        shown = [(s["name"], s["required"], s["secret"]) for s in plugin["settings"]]
+        assert shown == [(s.name, s.required, s.secret) for s in declared[name]], name
+    values = {s["name"]: s["value"] for s in plugins["mixpanel"]["settings"]}
+    assert values["MIXPANEL_SERVICE_ACCOUNT_USERNAME"] == (
+        "set via MIXPANEL_SERVICE_ACCOUNT_USERNAME_FILE (hidden)"
+    )
+    assert values["MIXPANEL_TOKEN"] == "set (hidden)"
+    assert values["MIXPANEL_HOST"] == "https://***@mp.example.com"
+    # A service account given in part disables Mixpanel, naming what is missing.
+    assert result.returncode == 1 and data["problems"] == ["mixpanel"]
+    assert plugins["mixpanel"]["status"].startswith(
+        "disabled: MIXPANEL_SERVICE_ACCOUNT_SECRET: is required with "
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME_FILE"
+    )
+    text = tracking("providers", **env).stdout
+    for secret in ("mp-token-secret-1234", "sa-user-secret-77", "pw-in-host-9"):
+        assert secret not in result.stdout + result.stderr + text
+
+
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
 def test_send_refuses_a_timeout_that_is_not_a_positive_number(
     receiver: LoopbackReceiver, value: str

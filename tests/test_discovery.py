@@ -41,6 +41,48 @@ def tracking_provider_settings():
     return [ProviderSetting("ACME_OUT", "file to append events to", required=True)]
 """
 
+# The kit: the entry point names a `ProviderPlugin` object (``kit = "tracking_kit:plugin"``).
+KIT = """
+import dataclasses
+from tracking_core.kit import ProviderPlugin, ProviderSettings, integer, var
+
+@dataclasses.dataclass(frozen=True)
+class KitSettings(ProviderSettings):
+    out: str = var("KIT_OUT", "file to append events to", required=True)
+    token: str | None = var("KIT_TOKEN", "a credential", secret=True)
+    every: int = var("KIT_EVERY", "events per line", default="1", check=integer(1))
+
+class KitProvider:
+    name = "kit"
+    def __init__(self, settings):
+        self.settings = settings
+    def track(self, event):
+        with open(self.settings.out, "a") as f:
+            f.write(f"{event.name} {self.settings.token} {self.settings.every}\\n")
+
+def destination():
+    return "the kit fake"
+
+plugin = ProviderPlugin(KitProvider, KitSettings, fake="tracking_kit:destination")
+"""
+
+# A kit plugin whose fake cannot be made: `installed_fakes` skips it, with a log line.
+KIT_BAD_FAKE = """
+from tracking_kit import KitProvider, KitSettings
+from tracking_core.kit import ProviderPlugin
+
+plugin = ProviderPlugin(KitProvider, KitSettings, fake="tracking_kitbadfake:no_such_function")
+"""
+
+FAKES = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from tracking_core.discovery import installed_fakes
+names = ["kitbadfake", "acme", "broken", "kit", "typo"]
+some = installed_fakes(["acme", "tracking-kit"])
+print(json.dumps({"all": installed_fakes(names), "some": some}))
+"""
+
 BROKEN_IMPORT = """
 raise ImportError("this plugin cannot be imported")
 """
@@ -169,6 +211,15 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginVenv
         write_package(root, "tracking-typo", "tracking_typo", "typo", TYPO),
         write_package(root, "tracking-wrongarg", "tracking_wrongarg", "wrongarg", WRONG_ARG),
         write_package(root, "tracking-sloppy", "tracking_sloppy", "sloppy", SLOPPY),
+        write_package(root, "tracking-kit", "tracking_kit", "kit", KIT, "tracking_kit:plugin"),
+        write_package(
+            root,
+            "tracking-kitbadfake",
+            "tracking_kitbadfake",
+            "kitbadfake",
+            KIT_BAD_FAKE,
+            "tracking_kitbadfake:plugin",
+        ),
     )
     yield env
 
@@ -323,3 +374,47 @@ def test_tracking_providers_matches_distribution_names_in_any_case(
     assert data["providers"] == []
     assert "'acmee' (did you mean 'acme'?)" in stderr
     assert "'nosuch'" in stderr and "which are not installed" in stderr
+
+
+# -- the kit (issue #11): an entry point naming a plugin object ----------------------------------
+
+
+def test_an_entry_point_naming_a_plugin_object_is_discovered(
+    plugin_venv: PluginVenv, tmp_path: Path
+) -> None:
+    out = tmp_path / "kit.txt"
+    token = tmp_path / "token"
+    token.write_text("kit-token-from-file\n", encoding="utf-8")
+    data, stderr = probe(
+        plugin_venv, KIT_OUT=str(out), KIT_TOKEN_FILE=str(token), TRACKING_PROVIDERS="kit,acme"
+    )
+    assert data["providers"] == ["kit"]
+    assert data["reports"]["kit"] == {
+        "dist": "tracking-kit",
+        "version": "1.2.3",
+        "providers": ["kit"],
+        "allowed": True,
+        "error": None,
+        "settings": ["KIT_OUT", "KIT_TOKEN", "KIT_EVERY"],
+    }
+    assert out.read_text().splitlines() == [
+        "early kit-token-from-file 1",
+        "late kit-token-from-file 1",
+    ]
+    # The old style (a module of @hookimpl functions) works beside it.
+    assert data["reports"]["acme"]["error"] is None and data["reports"]["acme"]["settings"]
+
+    data, stderr = probe(plugin_venv, KIT_OUT=str(out), KIT_EVERY="0", TRACKING_PROVIDERS="kit")
+    assert data["providers"] == []
+    assert data["reports"]["kit"]["error"] == "KIT_EVERY: must be at least 1, got 0"
+    assert "provider plugin 'kit' is disabled: KIT_EVERY: must be at least 1, got 0" in stderr
+
+
+def test_installed_fakes_come_from_the_plugins_that_ship_one(plugin_venv: PluginVenv) -> None:
+    result = plugin_venv.run(FAKES)
+    assert result.returncode == 0, result.stderr
+    # Of these, only the kit ships a fake; the old-style plugins have none, a broken one is
+    # skipped, and the one whose fake cannot be made is named in the log.
+    assert json.loads(result.stdout) == {"all": ["the kit fake"], "some": ["the kit fake"]}
+    assert "provider plugin 'kitbadfake' has no usable fake" in result.stderr
+    assert "no_such_function" in result.stderr

@@ -1,10 +1,12 @@
 """Plugin discovery: entry points in the group ``tracking_core`` + the environment -> providers.
 
-Each plugin is loaded, validated and called on its own, inside its own try/except and with its
-own pluggy `PluginManager`: pluggy's multicall stops at the first exception, and one broken
-package must not take the others down. Validation is pluggy's own: `PluginManager.register`
-(a hook implementation asking for an argument the hook does not pass) and
-`PluginManager.check_pending` (an implementation of a hook that does not exist, such as a
+An entry point names the plugin: an object (``tracking_acme:plugin``, usually a
+`tracking_core.kit.ProviderPlugin`) or a module of ``@hookimpl`` functions (``tracking_acme``);
+pluggy registers either. Each plugin is loaded, validated and called on its own, inside its own
+try/except and with its own pluggy `PluginManager`: pluggy's multicall stops at the first
+exception, and one broken package must not take the others down. Validation is pluggy's own:
+`PluginManager.register` (a hook implementation asking for an argument the hook does not pass)
+and `PluginManager.check_pending` (an implementation of a hook that does not exist, such as a
 misspelt name), applied to that one plugin.
 """
 
@@ -15,7 +17,7 @@ import inspect
 import logging
 import re
 import types
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
@@ -28,7 +30,15 @@ from .settings_doc import ProviderSetting
 if TYPE_CHECKING:
     import importlib.metadata
 
-__all__ = ["PluginReport", "allowed_plugins", "discover", "unknown_allowed_names"]
+    from .fakes import FakeDestination
+
+__all__ = [
+    "PluginReport",
+    "allowed_plugins",
+    "discover",
+    "installed_fakes",
+    "unknown_allowed_names",
+]
 
 _REGISTER_HOOK = "tracking_register_providers"
 
@@ -136,6 +146,49 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(seen.values())
 
 
+def _distribution(ep: importlib.metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else str(dist.metadata["Name"])
+
+
+def _manager(plugin: object, name: str) -> pluggy.PluginManager:
+    """A manager of its own holding only `plugin`: pluggy's checks then judge it alone.
+    Raises pluggy's `PluginValidationError` for a hook implementation it refuses."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name=name)
+    return pm
+
+
+def installed_fakes(names: Sequence[str] | None = None) -> list[FakeDestination]:
+    """The `FakeDestination` of every installed plugin that ships a fake (the
+    ``tracking_provider_fake`` hook), in the order of `names` when given (entry-point or
+    distribution names, compared as ``TRACKING_PROVIDERS`` compares them), else by name.
+
+    A plugin that fails to load or to make its fake is logged and left out.
+    """
+    found: list[tuple[int, str, FakeDestination]] = []
+    for ep in _entry_points():
+        dist = _distribution(ep)
+        rank = 0
+        if names is not None:
+            ranks = [i for i, name in enumerate(names) if _is_allowed((name,), ep.name, dist)]
+            if not ranks:
+                continue
+            rank = ranks[0]
+        try:
+            pm = _manager(ep.load(), ep.name)
+            for impl in pm.hook.tracking_provider_fake.get_hookimpls():
+                destination = cast("FakeDestination | None", impl.function())
+                if destination is not None:
+                    found.append((rank, ep.name, destination))
+        except Exception as exc:
+            logger.error(
+                "tracking: provider plugin %r has no usable fake: %s", ep.name, _describe(exc)
+            )
+    return [destination for _, _, destination in sorted(found, key=lambda item: item[:2])]
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     if not isinstance(error, SettingsError):
@@ -232,7 +285,7 @@ def discover(register: Callable[[Any], None], environ: Mapping[str, str]) -> lis
         dist = getattr(ep, "dist", None)
         base = PluginReport(
             name=ep.name,
-            distribution=dist.metadata["Name"] if dist is not None else None,
+            distribution=_distribution(ep),
             version=dist.version if dist is not None else None,
         )
         installed.append((ep.name, base.distribution))
@@ -263,11 +316,8 @@ def _load_one(
         logger.error("tracking: provider plugin %r failed to load: %s", ep.name, _describe(exc))
         return dataclasses.replace(base, error=_describe(exc))
 
-    # A manager of its own: pluggy's checks then judge this plugin alone.
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
     try:
-        pm.register(plugin, name=ep.name)
+        pm = _manager(plugin, ep.name)
     except pluggy.PluginValidationError as exc:
         invalid = _explain_register_error(plugin, exc)
         logger.error("tracking: provider plugin %r is invalid: %s", ep.name, invalid)

@@ -1,7 +1,9 @@
-"""The pluggy markers and the hook that provider packages implement.
+"""The pluggy markers and the hooks that provider packages implement.
 
-A provider package needs one import (``from tracking_core import hookimpl``), one function and one
-entry point in the group ``tracking_core``; see docs/writing-a-provider.md.
+A provider package usually implements them all with one object,
+``plugin = tracking_core.kit.ProviderPlugin(Provider, Settings)``, named by its entry point in the
+group ``tracking_core`` (``acme = "tracking_acme:plugin"``). A module of ``@hookimpl`` functions
+named by the entry point (``acme = "tracking_acme"``) works too; see docs/writing-a-provider.md.
 
 Discovery checks each package with pluggy's own validation before calling it: a ``@hookimpl``
 whose name is not one of the hooks below (a misspelling such as ``tracking_register_provider``)
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .fakes import FakeDestination
     from .settings_doc import ProviderSetting
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
@@ -60,4 +63,15 @@ def tracking_provider_settings() -> list[ProviderSetting]:  # type: ignore[empty
     Return a list of `tracking_core.ProviderSetting`. The ``tracking providers`` command shows
     them, so users see which variable would enable an installed but disabled provider; secret
     values are always masked.
+    """
+
+
+@hookspec
+def tracking_provider_fake() -> FakeDestination | None:
+    """The package's strict fake of its vendor, for demos and test suites (optional).
+
+    Return a `tracking_core.fakes.FakeDestination` (the provider's name, the fake, and the
+    variables that point the provider at a base URL), or None. Called only by
+    `tracking_core.discovery.installed_fakes` (``tracking demo``, the reliability suite, the
+    conformance suite), never when an application runs.
     """

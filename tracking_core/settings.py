@@ -15,11 +15,15 @@ from collections.abc import Mapping
 __all__ = [
     "EngineSettings",
     "SettingsError",
+    "check_int",
+    "check_url",
     "env_bool",
     "env_float",
     "env_int",
     "env_secret",
+    "env_text",
     "env_url",
+    "secret_source",
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -59,7 +63,8 @@ class SettingsError(ValueError):
         return (type(self), (self.variable, self.problem))
 
 
-def _raw(environ: Mapping[str, str], name: str) -> str | None:
+def env_text(environ: Mapping[str, str], name: str) -> str | None:
+    """The variable's value stripped of surrounding whitespace; None when unset or blank."""
     value = environ.get(name)
     if value is None:
         return None
@@ -82,9 +87,12 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool = False) -> bo
 
 def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """An integer of at least `minimum`; `default` when unset or empty."""
-    value = _raw(environ, name)
-    if value is None:
-        return default
+    value = env_text(environ, name)
+    return default if value is None else check_int(name, value, minimum)
+
+
+def check_int(name: str, value: str, minimum: int = 0) -> int:
+    """`value` (the text of variable `name`) as an integer of at least `minimum`."""
     try:
         number = int(value)
     except ValueError:
@@ -98,7 +106,7 @@ def env_float(
     environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0
 ) -> float:
     """A finite number of seconds (or other quantity) of at least `minimum`."""
-    value = _raw(environ, name)
+    value = env_text(environ, name)
     if value is None:
         return default
     try:
@@ -127,9 +135,13 @@ def env_url(
     secret, but a URL may carry credentials (``https://user:pw@host``), so the error message
     never repeats it.
     """
-    value = _raw(environ, name)
-    if value is None:
-        return default
+    value = env_text(environ, name)
+    return default if value is None else check_url(name, value, endpoint=endpoint)
+
+
+def check_url(name: str, value: str, *, endpoint: bool = False) -> str:
+    """`value` (the text of variable `name`) checked as `env_url` checks it, and never repeated
+    in an error: a URL may carry credentials."""
     import urllib.parse  # only when a URL is configured: keeps `import tracking_core` cheap
 
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
@@ -172,17 +184,22 @@ def env_secret(environ: Mapping[str, str], name: str) -> str | None:
     naming `<name>_FILE`. The path is never repeated in the message: a secret pasted into the
     ``_FILE`` variable by mistake stays out of the logs.
     """
-    value = _raw(environ, name)
+    value = env_text(environ, name)
     if value is not None:
         return value
     file_var = f"{name}_FILE"
-    path = _raw(environ, file_var)
+    path = env_text(environ, file_var)
     if path is None:
         return None
     content = _read_secret_file(file_var, path).strip()
     if not content:
         raise SettingsError(file_var, "names an empty file")
     return content
+
+
+def secret_source(environ: Mapping[str, str], name: str) -> str:
+    """The variable a secret is read from: `name` when it is set, else ``<name>_FILE``."""
+    return name if env_text(environ, name) is not None else f"{name}_FILE"
 
 
 def _read_secret_file(file_var: str, path: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 
 import tracking_core as tc
 from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
+from tracking_core.discovery import discover
 
 if TYPE_CHECKING:
     from tests.reliability.conftest import ReliabilityReport
@@ -41,20 +42,18 @@ SECRETS: tuple[str, ...] = (
     URL_PASSWORD,
 )
 
-OWNER = {
-    "POSTHOG": "posthog",
-    "MIXPANEL": "mixpanel",
-    "AMPLITUDE": "amplitude",
-    "TRACKING_WEBHOOK": "webhook",
+#: Each built-in provider's variables, as its package declares them (read through discovery).
+DECLARED = {
+    report.name: report.settings
+    for report in discover(lambda provider: None, {})
+    if report.name in PROVIDERS
 }
+OWNER = {setting.name: name for name, settings in DECLARED.items() for setting in settings}
 
 
 def owner_of(variable: str) -> str | None:
     """The provider a variable configures, or None for an engine-wide one."""
-    for prefix, provider in OWNER.items():
-        if variable.startswith(prefix):
-            return provider
-    return None
+    return OWNER.get(variable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,13 +128,9 @@ NUMERIC = {
     "TRACKING_FLUSH_INTERVAL": ("soon", "-1", "nan", "inf"),
     "TRACKING_SHUTDOWN_TIMEOUT": ("5s", "-5", "nan"),
 }
-SECRET_VARIABLES = (
-    "POSTHOG_API_KEY",
-    "MIXPANEL_TOKEN",
-    "AMPLITUDE_API_KEY",
-    "TRACKING_WEBHOOK_URL",
-    "TRACKING_WEBHOOK_AUTH",
-    "TRACKING_WEBHOOK_SECRET",
+#: Every declared secret: each gets the `_FILE` cases.
+SECRET_VARIABLES = tuple(
+    setting.name for settings in DECLARED.values() for setting in settings if setting.secret
 )
 
 
@@ -304,6 +299,18 @@ def _params() -> list[Any]:
 
 
 def test_there_are_enough_bad_configurations() -> None:
+    assert sorted(DECLARED) == sorted(PROVIDERS)
+    assert set(SECRET_VARIABLES) >= {
+        "POSTHOG_API_KEY",
+        "MIXPANEL_TOKEN",
+        "MIXPANEL_API_SECRET",
+        "MIXPANEL_SERVICE_ACCOUNT_SECRET",
+        "AMPLITUDE_API_KEY",
+        "TRACKING_WEBHOOK_URL",
+        "TRACKING_WEBHOOK_AUTH",
+        "TRACKING_WEBHOOK_SECRET",
+    }
+    assert {owner_of(v) for v in URL_VARIABLES} == set(PROVIDERS)
     assert len(CASES) >= 60
     assert {case.variable for case in CASES} >= {
         *URL_VARIABLES,

@@ -1,31 +1,38 @@
-"""tracking-acme: the hooks through which tracking-core discovers this package."""
+"""tracking-acme: the settings and wire mapping of the (fictional) Acme Analytics API."""
 
-from __future__ import annotations
+import dataclasses
+from collections.abc import Sequence
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
-from tracking_core import ProviderSetting, hookimpl
-
-from .provider import AcmeProvider, AcmeSettings
-
-__all__ = ["AcmeProvider", "AcmeSettings"]
+from tracking_core import TrackingEvent, TrackingIdentify, json_safe
+from tracking_core.http import HttpProvider, HttpRequest, WireItem, join_json
+from tracking_core.kit import ProviderPlugin, ProviderSettings, url, var
 
 
-@hookimpl
-def tracking_register_providers(
-    register: Callable[[Any], None], environ: Mapping[str, str]
-) -> None:
-    """Enable Acme when ACME_API_KEY (or ACME_API_KEY_FILE) is set."""
-    settings = AcmeSettings.from_environ(environ)  # SettingsError on a malformed value
-    if settings is not None:
-        register(AcmeProvider(settings))
+@dataclasses.dataclass(frozen=True)
+class AcmeSettings(ProviderSettings):
+    api_key: str = var("ACME_API_KEY", "enables Acme; a bearer token", required=True, secret=True)
+    host: str = var("ACME_HOST", "Acme base URL", default="https://api.acme.example", check=url)
 
 
-@hookimpl
-def tracking_provider_settings() -> list[ProviderSetting]:
-    """The variables this package reads, for `tracking providers`."""
-    return [
-        ProviderSetting("ACME_API_KEY", "enables Acme; sent as a bearer token", True, True),
-        ProviderSetting("ACME_HOST", "Acme base URL", default=AcmeSettings.DEFAULT_HOST),
-    ]
+class AcmeProvider(HttpProvider):
+    """Events to ``/v1/events``, identifies to ``/v1/profiles``, 500 per request."""
+
+    name, max_events, max_request_bytes, max_item_bytes = "acme", 500, 5_000_000, 64_000
+
+    def __init__(self, settings: AcmeSettings) -> None:
+        self.settings = settings
+
+    def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
+        if isinstance(item, TrackingIdentify):
+            payload = {"id": item.event_id, "user": item.user_id, "traits": json_safe(item.traits)}
+            return WireItem(payload, route="profiles")
+        user, when = item.user_id or item.anonymous_id, item.timestamp.isoformat()
+        payload = {"id": item.event_id, "event": item.name, "user": user, "time": when}
+        return WireItem({**payload, "properties": json_safe(item.properties)}, route="events")
+
+    def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
+        body, auth = b'{"events":' + join_json(items) + b"}", f"Bearer {self.settings.api_key}"
+        return HttpRequest(f"{self.settings.host}/v1/{route}", body, {"Authorization": auth}, True)
+
+
+plugin = ProviderPlugin(AcmeProvider, AcmeSettings)

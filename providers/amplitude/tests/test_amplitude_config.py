@@ -94,7 +94,7 @@ def test_a_malformed_host_without_a_key_is_silent(
 
 
 def test_the_settings_hook_describes_every_variable() -> None:
-    settings = {s.name: s for s in tracking_amplitude.tracking_provider_settings()}
+    settings = {s.name: s for s in tracking_amplitude.plugin.tracking_provider_settings()}
     assert set(settings) == {"AMPLITUDE_API_KEY", "AMPLITUDE_HOST"}
     assert settings["AMPLITUDE_API_KEY"].secret
     assert settings["AMPLITUDE_API_KEY"].required

@@ -26,7 +26,7 @@ from tracking_core.http import (
     join_json,
     parse_retry_after,
 )
-from tracking_core.settings import env_secret, env_url
+from tracking_core.kit import ProviderSettings, url, var
 
 __all__ = [
     "DEFAULT_HOST",
@@ -84,31 +84,16 @@ _REJECTED_KEYS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class AmplitudeSettings:
-    """The provider's configuration, read from the environment.
+class AmplitudeSettings(ProviderSettings):
+    """The provider's configuration, read from the environment (the key never in a repr)."""
 
-    Attributes:
-        api_key: the project's API key (``AMPLITUDE_API_KEY`` or the file named by
-            ``AMPLITUDE_API_KEY_FILE``); never shown in a repr.
-        host: the base URL (``AMPLITUDE_HOST``), without a trailing slash; it may carry a path
-            prefix (a proxy).
-    """
-
-    api_key: str = dataclasses.field(repr=False)
-    host: str = DEFAULT_HOST
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> AmplitudeSettings | None:
-        """The settings in `environ`, or None when no API key is configured.
-
-        Raises `tracking_core.SettingsError` (naming the variable, never the key) for an
-        unreadable key file or a malformed host.
-        """
-        api_key = env_secret(environ, "AMPLITUDE_API_KEY")
-        if api_key is None:
-            return None
-        host = env_url(environ, "AMPLITUDE_HOST", DEFAULT_HOST)
-        return cls(api_key=api_key, host=host or DEFAULT_HOST)
+    api_key: str = var("AMPLITUDE_API_KEY", "project API key", required=True, secret=True)
+    host: str = var(
+        "AMPLITUDE_HOST",
+        "base URL, may carry a proxy path prefix (EU: https://api.eu.amplitude.com)",
+        default=DEFAULT_HOST,
+        check=url,
+    )
 
 
 def _millis(when: _dt.datetime) -> int:
@@ -171,14 +156,10 @@ class AmplitudeProvider(HttpProvider):
     max_item_bytes = 990_000
 
     def __init__(self, settings: AmplitudeSettings, *, throttle_pause: float = THROTTLE_PAUSE):
-        self._api_key = settings.api_key
+        self.settings = settings
         self._url = settings.host + PATH
         self._head = b'{"api_key":' + dumps(settings.api_key) + b","
         self._throttle_pause = throttle_pause
-
-    def secrets(self) -> Sequence[str]:
-        """The API key, masked in every log line."""
-        return (self._api_key,)
 
     # -- events -> wire ---------------------------------------------------------------------
 

@@ -188,7 +188,7 @@ def test_secrets_stay_out_of_reprs() -> None:
 
 
 def test_settings_are_described() -> None:
-    described = {s.name: s for s in tracking_mixpanel.tracking_provider_settings()}
+    described = {s.name: s for s in tracking_mixpanel.plugin.tracking_provider_settings()}
     assert set(described) == {
         "MIXPANEL_TOKEN",
         "MIXPANEL_HOST",
@@ -203,6 +203,8 @@ def test_settings_are_described() -> None:
     assert described["MIXPANEL_TOKEN"].required and described["MIXPANEL_TOKEN"].secret
     assert described["MIXPANEL_API_SECRET"].secret
     assert described["MIXPANEL_SERVICE_ACCOUNT_SECRET"].secret
+    # Half of the Basic credentials: masked in logs and reprs, and `_FILE` works for it too.
+    assert described["MIXPANEL_SERVICE_ACCOUNT_USERNAME"].secret
     assert not described["MIXPANEL_HOST"].secret
     assert described["MIXPANEL_HOST"].default == DEFAULT_HOST
 

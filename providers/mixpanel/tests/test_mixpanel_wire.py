@@ -57,7 +57,7 @@ def test_events_are_batched_with_ids_time_and_user_agent(
     assert request.headers["content-type"].startswith("application/json")
     body = request.json()
     assert isinstance(body, list) and len(body) == 4
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert [e["event"] for e in fake.events] == [
         "Signed Up",
         "Project Created",
@@ -102,7 +102,7 @@ def test_placeholder_ids_are_left_out(fake: MixpanelFake) -> None:
     tracking_core.track("B", user_id="  ", anonymous_id="Undefined")
     tracking_core.track("C", user_id="NULL", anonymous_id="device-1")
     assert tracking_core.flush_tracking(10)
-    assert fake.refusals == []
+    assert fake.rejections == []
     props = _by_name(fake)
     for name in ("A", "B"):
         assert props[name]["distinct_id"] == ""
@@ -128,7 +128,7 @@ def test_reserved_properties_cannot_be_overridden(fake: MixpanelFake) -> None:
     )
     tracking_core.track("Plain")
     assert tracking_core.flush_tracking(10)
-    assert fake.refusals == []
+    assert fake.rejections == []
     props = _by_name(fake)
     sneaky = props["Sneaky"]
     assert sneaky["token"] == fake.token
@@ -198,7 +198,7 @@ def test_identify_goes_to_engage_without_gzip(fake: MixpanelFake, requests_to: R
     assert track[0].headers.get("content-encoding") == "gzip"
     assert engage[0].query["verbose"] == "1"
     assert engage[0].headers["user-agent"].endswith("(mixpanel)")
-    assert fake.refusals == []
+    assert fake.rejections == []
     first, second = fake.identifies
     assert first == {
         "$token": fake.token,
@@ -267,7 +267,7 @@ def test_import_mode_with_a_service_account(
     assert requests_to("track") == []
     engage = requests_to("engage")
     assert len(engage) == 1 and "authorization" not in engage[0].headers
-    assert fake.refusals == []
+    assert fake.rejections == []
     props = _by_name(fake)
     assert props["Old Event"]["time"] == int(old.timestamp() * 1000)
     assert props["New Event"]["distinct_id"] == ""
@@ -310,7 +310,7 @@ def test_datetime_values_are_sent_in_mixpanels_date_form_in_utc(fake: MixpanelFa
     tracking_core.track("Dated", values, user_id="user-1")
     tracking_core.identify("user-1", values)
     assert tracking_core.flush_tracking(10)
-    assert fake.refusals == []
+    assert fake.rejections == []
     props = _by_name(fake)["Dated"]
     assert {key: props[key] for key in expected} == expected
     assert fake.identifies[0]["$set"] == expected
@@ -341,7 +341,7 @@ def test_simplified_id_merge_by_default(mp_env: Enable, setting: str | None) -> 
         _track_the_three_identities()
     finally:
         receiver.stop()
-    assert fake.refusals == []
+    assert fake.rejections == []
     props = _by_name(fake)
     assert props["Anonymous"]["distinct_id"] == "$device:anon-9f8e"
     assert props["Anonymous"]["$device_id"] == "anon-9f8e" and "$user_id" not in props["Anonymous"]
@@ -364,7 +364,7 @@ def test_original_id_merge_uses_the_anonymous_id_itself(mp_env: Enable, import_m
         _track_the_three_identities()
     finally:
         receiver.stop()
-    assert fake.refusals == []
+    assert fake.rejections == []
     assert [r.path for r in receiver.requests] == ["/import" if import_mode else "/track"]
     props = _by_name(fake)
     assert props["Anonymous"]["distinct_id"] == "anon-9f8e"
@@ -386,4 +386,4 @@ def test_the_simplified_shape_is_refused_by_an_original_project(mp_env: Enable) 
     finally:
         receiver.stop()
     assert fake.events == []
-    assert any("$device:" in refusal for refusal in fake.refusals)
+    assert any("$device:" in rejection.message for rejection in fake.rejections)

@@ -34,7 +34,7 @@ from tracking_core.http import (
     default_outcome,
     join_json,
 )
-from tracking_core.settings import env_secret, env_url
+from tracking_core.kit import ProviderSettings, choice, digits, url, var
 
 __all__ = [
     "DEFAULT_HOST",
@@ -95,7 +95,7 @@ RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id",
 ROUTE_EVENTS = "events"
 ROUTE_ENGAGE = "engage"
 
-#: ``MIXPANEL_ID_MERGE``: the project's ID management version (Mixpanel: Project Settings >
+#: The ID Merge setting: the project's ID management version (Mixpanel: Project Settings >
 #: Identity Merge). ``simplified`` (the default; Simplified ID Merge, released March 2023): an
 #: anonymous event carries ``$device_id`` and ``distinct_id`` ``$device:<id>``, an identified one
 #: ``$user_id``, and the first event carrying both merges them. ``original`` (Original ID Merge,
@@ -152,80 +152,54 @@ def epoch_ms(when: _dt.datetime) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class MixpanelSettings:
+class MixpanelSettings(ProviderSettings):
     """The Mixpanel provider's configuration, read from the environment.
 
     Secrets are kept out of the ``repr``. `import_auth` tells whether events go to ``/import``
-    (service account or project secret set) or to ``/track`` (token only).
-
-    Attributes:
-        token: the project token (``MIXPANEL_TOKEN``); enables the provider.
-        host: the ingestion base URL, without a trailing slash (``MIXPANEL_HOST``).
-        api_secret: the project secret (``MIXPANEL_API_SECRET``), for ``/import``.
-        service_account_username: ``MIXPANEL_SERVICE_ACCOUNT_USERNAME``, for ``/import``.
-        service_account_secret: ``MIXPANEL_SERVICE_ACCOUNT_SECRET``, for ``/import``.
-        project_id: ``MIXPANEL_PROJECT_ID`` (digits), sent with a service account.
-        id_merge: ``MIXPANEL_ID_MERGE``, the project's ID Merge API: ``"simplified"`` (the
-            default) or ``"original"``; see `ID_MERGE_MODES`.
+    (service account or project secret set) or to ``/track`` (token only); `id_merge` is the
+    project's ID Merge API, see `ID_MERGE_MODES`.
     """
 
-    token: str = dataclasses.field(repr=False)
-    host: str = DEFAULT_HOST
-    api_secret: str | None = dataclasses.field(default=None, repr=False)
-    service_account_username: str | None = dataclasses.field(default=None, repr=False)
-    service_account_secret: str | None = dataclasses.field(default=None, repr=False)
-    project_id: str | None = None
-    id_merge: str = ID_MERGE_SIMPLIFIED
+    token: str = var("MIXPANEL_TOKEN", "project token", required=True, secret=True)
+    host: str = var(
+        "MIXPANEL_HOST",
+        "ingestion base URL (EU: https://api-eu.mixpanel.com, India: "
+        "https://api-in.mixpanel.com); a path prefix is kept",
+        default=DEFAULT_HOST,
+        check=url,
+    )
+    api_secret: str | None = var(
+        "MIXPANEL_API_SECRET", "project secret: events to /import with Basic auth", secret=True
+    )
+    service_account_username: str | None = var(
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "service account user, for /import", secret=True
+    )
+    service_account_secret: str | None = var(
+        "MIXPANEL_SERVICE_ACCOUNT_SECRET", "service account secret, for /import", secret=True
+    )
+    project_id: str | None = var(
+        "MIXPANEL_PROJECT_ID", "numeric project id, sent with a service account", check=digits
+    )
+    id_merge: str = var(
+        "MIXPANEL_ID_MERGE",
+        "the project's ID Merge API (Project Settings > Identity Merge): simplified, or "
+        "original (anonymous events then use the anonymous id itself as distinct_id)",
+        default=ID_MERGE_SIMPLIFIED,
+        check=choice(*ID_MERGE_MODES),
+    )
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> MixpanelSettings | None:
-        """The settings in `environ`, or None when ``MIXPANEL_TOKEN`` (and its ``_FILE``) is unset.
-
-        Raises `SettingsError` (naming the variable, never showing a secret) for a malformed
-        value: an unreadable ``_FILE``, a host that is not an http(s) URL, a service account
-        given in part, a project id that is not a number, an ID Merge API other than
-        ``simplified`` or ``original``.
-        """
-        token = env_secret(environ, "MIXPANEL_TOKEN")
-        if token is None:
-            return None
-        host = env_url(environ, "MIXPANEL_HOST", DEFAULT_HOST) or DEFAULT_HOST
-        api_secret = env_secret(environ, "MIXPANEL_API_SECRET")
-        username = _plain(environ, "MIXPANEL_SERVICE_ACCOUNT_USERNAME")
-        sa_secret = env_secret(environ, "MIXPANEL_SERVICE_ACCOUNT_SECRET")
-        project_id = _plain(environ, "MIXPANEL_PROJECT_ID")
-        account = {
-            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": username,
-            "MIXPANEL_SERVICE_ACCOUNT_SECRET": sa_secret,
-            "MIXPANEL_PROJECT_ID": project_id,
-        }
-        given = [name for name, value in account.items() if value is not None]
+    def validate(self) -> None:
+        """A service account needs its username, its secret and the project id."""
+        account = ("service_account_username", "service_account_secret", "project_id")
+        given = [field for field in account if getattr(self, field) is not None]
         if given and len(given) < len(account):
-            missing = next(name for name in account if name not in given)
+            missing = next(field for field in account if field not in given)
             raise SettingsError(
-                missing,
+                self.name_of(missing),
                 "is required with "
-                + " and ".join(given)
+                + " and ".join(self.name_of(field) for field in given)
                 + " (a service account needs the username, the secret and the project id)",
             )
-        if project_id is not None and not project_id.isdigit():
-            raise SettingsError("MIXPANEL_PROJECT_ID", "expected a numeric project id")
-        id_merge = (_plain(environ, "MIXPANEL_ID_MERGE") or ID_MERGE_SIMPLIFIED).lower()
-        if id_merge not in ID_MERGE_MODES:
-            raise SettingsError(
-                "MIXPANEL_ID_MERGE",
-                f"expected simplified or original (the project's ID Merge API), "
-                f"got {environ['MIXPANEL_ID_MERGE'].strip()!r:.40}",
-            )
-        return cls(
-            token=token,
-            host=host,
-            api_secret=api_secret,
-            service_account_username=username,
-            service_account_secret=sa_secret,
-            project_id=project_id,
-            id_merge=id_merge,
-        )
 
     @property
     def uses_service_account(self) -> bool:
@@ -249,25 +223,10 @@ class MixpanelSettings:
             return None
         return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
-    def secrets(self) -> list[str]:
-        """Every value a log line must never show."""
-        values = [
-            self.token,
-            self.api_secret,
-            self.service_account_username,
-            self.service_account_secret,
-        ]
+    def secrets(self) -> tuple[str, ...]:
+        """The secret variables' values and the Basic credentials: never in a log line."""
         header = self.authorization()
-        if header is not None:
-            values.append(header.partition(" ")[2])
-        return [value for value in values if value]
-
-
-def _plain(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
+        return (*super().secrets(), *([header.partition(" ")[2]] if header else ()))
 
 
 class MixpanelProvider(HttpProvider):
@@ -285,16 +244,11 @@ class MixpanelProvider(HttpProvider):
     def __init__(self, settings: MixpanelSettings) -> None:
         self._settings = settings
         self._authorization = settings.authorization()
-        self._secrets = tuple(settings.secrets())
 
     @property
     def settings(self) -> MixpanelSettings:
         """The settings this provider was built from."""
         return self._settings
-
-    def secrets(self) -> Sequence[str]:
-        """The token, the secrets and the Basic auth value: masked in every log line."""
-        return self._secrets
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -358,8 +312,9 @@ class MixpanelProvider(HttpProvider):
         if not self._settings.import_auth and when < now - TRACK_MAX_AGE:
             raise SkipItem(
                 DropReason.REJECTED,
-                "event is older than 5 days, which /track refuses; set MIXPANEL_API_SECRET or "
-                "a service account to send through /import",
+                "event is older than 5 days, which /track refuses; set "
+                f"{MixpanelSettings.variable('api_secret').name} or a service account to send "
+                "through /import",
             )
 
     def _encode_identify(self, identify: TrackingIdentify) -> WireItem:

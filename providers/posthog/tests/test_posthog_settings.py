@@ -178,7 +178,7 @@ def test_reprs_hide_the_key(api_key: str) -> None:
 
 
 def test_settings_hook_describes_every_variable() -> None:
-    settings = {s.name: s for s in tracking_posthog.tracking_provider_settings()}
+    settings = {s.name: s for s in tracking_posthog.plugin.tracking_provider_settings()}
     assert set(settings) == {"POSTHOG_API_KEY", "POSTHOG_HOST"}
     assert settings["POSTHOG_API_KEY"].secret and settings["POSTHOG_API_KEY"].required
     assert not settings["POSTHOG_HOST"].secret
@@ -187,8 +187,9 @@ def test_settings_hook_describes_every_variable() -> None:
 
 def test_register_hook_registers_only_when_configured(api_key: str) -> None:
     registered: list[object] = []
-    tracking_posthog.tracking_register_providers(registered.append, {})
+    tracking_posthog.plugin.tracking_register_providers(registered.append, {})
     assert registered == []
-    tracking_posthog.tracking_register_providers(registered.append, {"POSTHOG_API_KEY": api_key})
+    environ = {"POSTHOG_API_KEY": api_key}
+    tracking_posthog.plugin.tracking_register_providers(registered.append, environ)
     assert len(registered) == 1
     assert isinstance(registered[0], PostHogProvider)

@@ -33,7 +33,7 @@ from tracking_core.http import (
     dumps,
     join_json,
 )
-from tracking_core.settings import env_secret, env_url
+from tracking_core.kit import ProviderSettings, url, var
 
 __all__ = [
     "API_KEY_VARIABLE",
@@ -47,10 +47,6 @@ __all__ = [
     "PostHogSettings",
 ]
 
-#: The variable that enables the provider (``POSTHOG_API_KEY_FILE`` is accepted too).
-API_KEY_VARIABLE = "POSTHOG_API_KEY"
-#: The variable that overrides the ingestion host (a path prefix is allowed).
-HOST_VARIABLE = "POSTHOG_HOST"
 #: PostHog Cloud US ingestion host.
 DEFAULT_HOST = "https://us.i.posthog.com"
 #: What ``$lib`` says in every event.
@@ -71,75 +67,55 @@ _APP_HOSTS = {
     "https://us.posthog.com": "https://us.i.posthog.com",
     "https://eu.posthog.com": "https://eu.i.posthog.com",
 }
-_MAX_KEY_LENGTH = 64
 
 
-def _key_problem(key: str) -> str | None:
-    """Why PostHog's capture service would refuse `key` (its ``validate_token``), or None.
-
-    The text never repeats the key.
-    """
-    if len(key) > _MAX_KEY_LENGTH:
-        return f"is longer than {_MAX_KEY_LENGTH} characters; expected a project API key"
-    if not key.isascii():
-        return "contains non-ASCII characters; expected the project API key (phc_...)"
-    if "\x00" in key:
-        return "contains a NUL character"
-    if key.startswith("phx_"):
-        return (
-            "holds a personal API key (phx_...), which capture refuses; "
-            "use the project API key (phc_...)"
-        )
-    return None
+def _api_key(variable: str, key: str) -> str:
+    """`key`, unless PostHog's capture refuses it (``validate_token``); never repeats it."""
+    if len(key) > 64:
+        problem = "is longer than 64 characters; expected a project API key"
+    elif not key.isascii():
+        problem = "contains non-ASCII characters; expected the project API key (phc_...)"
+    elif "\x00" in key:
+        problem = "contains a NUL character"
+    elif key.startswith("phx_"):
+        problem = "holds a personal API key (phx_...), which capture refuses; use the project "
+        problem += "API key (phc_...)"
+    else:
+        return key
+    raise SettingsError(variable, problem)
 
 
-def _ingestion_host(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.path in ("", "/") and not parts.query:
-        base = f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}"
-        if parts.port is None and base in _APP_HOSTS:
-            return _APP_HOSTS[base]
-    return url
+def _ingestion_host(variable: str, text: str) -> str:
+    """A base URL (`tracking_core.kit.url`), with PostHog's app hosts made ingestion hosts."""
+    host = url(variable, text)
+    parts = urllib.parse.urlsplit(host)
+    if parts.path in ("", "/") and not parts.query and parts.port is None:
+        return _APP_HOSTS.get(f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}", host)
+    return host
 
 
 @dataclasses.dataclass(frozen=True)
-class PostHogSettings:
-    """The PostHog provider's configuration.
+class PostHogSettings(ProviderSettings):
+    """The PostHog provider's configuration (the key is hidden from ``repr``)."""
 
-    Attributes:
-        api_key: the project API key (``phc_...``); hidden from ``repr``.
-        host: the ingestion base URL without a trailing slash; it may carry a path prefix
-            (a reverse proxy), and ``/batch/`` is appended to it.
-    """
-
-    api_key: str = dataclasses.field(repr=False)
-    host: str = DEFAULT_HOST
+    api_key: str = var(
+        "POSTHOG_API_KEY", "project API key (phc_...)", required=True, secret=True, check=_api_key
+    )
+    host: str = var(
+        "POSTHOG_HOST",
+        "ingestion base URL (EU: https://eu.i.posthog.com); a path prefix (a proxy) is kept",
+        default=DEFAULT_HOST,
+        check=_ingestion_host,
+    )
 
     @property
     def batch_url(self) -> str:
         """The URL every batch is posted to."""
         return f"{self.host}/batch/"
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> PostHogSettings | None:
-        """Read ``POSTHOG_API_KEY`` (or ``POSTHOG_API_KEY_FILE``) and ``POSTHOG_HOST``.
 
-        Returns None when no key is configured (the provider stays off).
-
-        Raises:
-            tracking_core.SettingsError: a malformed value; the message names the variable and
-                never contains the key.
-        """
-        api_key = env_secret(environ, API_KEY_VARIABLE)
-        if api_key is None:
-            return None
-        problem = _key_problem(api_key)
-        if problem is not None:
-            direct = (environ.get(API_KEY_VARIABLE) or "").strip()
-            variable = API_KEY_VARIABLE if direct else f"{API_KEY_VARIABLE}_FILE"
-            raise SettingsError(variable, problem)
-        host = env_url(environ, HOST_VARIABLE, DEFAULT_HOST) or DEFAULT_HOST
-        return cls(api_key=api_key, host=_ingestion_host(host))
+#: The variables' names, for messages (declared once, above).
+API_KEY_VARIABLE, HOST_VARIABLE = (v.name for v in PostHogSettings.variables())
 
 
 #: PostHog's own non-ids (it will not merge persons on them) with the common ones.
@@ -187,18 +163,9 @@ class PostHogProvider(HttpProvider):
     max_item_bytes = MAX_EVENT_BYTES
 
     def __init__(self, settings: PostHogSettings) -> None:
-        self._settings = settings
+        self.settings = settings
         self._url = settings.batch_url
         self._head = b'{"api_key":' + dumps(settings.api_key) + b',"historical_migration":false'
-
-    @property
-    def settings(self) -> PostHogSettings:
-        """The configuration this provider was built with."""
-        return self._settings
-
-    def secrets(self) -> Sequence[str]:
-        """The API key, so that no log line shows it."""
-        return (self._settings.api_key,)
 
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
         """One ``/batch/`` event for a tracked event or an identify."""

@@ -41,7 +41,7 @@ def test_webhook_enabled_by_its_variables(
     tc.track("Anonymous", anonymous_id="anon-9f8e7d6c")
     tc.identify("user-12345", {"plan": "pro"})
     assert tc.flush_tracking(10)
-    assert fake.refusals == []  # the Authorization and the signature were right
+    assert fake.rejections == []  # the Authorization and the signature were right
     assert fake.event_names() == ["Signed Up", "Anonymous"]
     assert [m["userId"] for m in fake.identifies] == ["user-12345"]
     assert tc.tracking_stats()["webhook"].delivered == 3

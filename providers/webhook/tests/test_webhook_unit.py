@@ -159,7 +159,7 @@ def test_webhook_fake_accepts_a_valid_signed_batch() -> None:
     assert reply.body == {"success": True}
     assert len(fake.events) == 1
     assert len(fake.identifies) == 1
-    assert fake.refusals == []
+    assert fake.rejections == []
 
 
 LIMITS = {"max_messages": 2, "max_body_bytes": 2000, "max_message_bytes": 400}
@@ -230,8 +230,8 @@ def test_webhook_fake_refuses_what_it_should(
     fake = strict_fake(**options)
     reply = fake(request(batch, **request_options))
     assert reply.status == status
-    assert why in fake.refusals[-1]
-    assert fake.messages == []
+    assert why in fake.rejections[-1].message
+    assert fake.events == fake.identifies == []
 
 
 def test_webhook_fake_checks_the_raw_body_and_accepts_rotated_signatures() -> None:
@@ -239,13 +239,13 @@ def test_webhook_fake_checks_the_raw_body_and_accepts_rotated_signatures() -> No
     good = request()
     body = good.raw_body.replace(b"Signed Up", b"Signed Uq")
     assert fake(dataclasses.replace(good, raw_body=body, body=body)).status == 400
-    assert "no matching v1 signature" in fake.refusals[-1]
+    assert "no matching v1 signature" in fake.rejections[-1].message
     # Several signatures (key rotation): one matching v1 entry is enough.
     good = request(msg_id="9d0f0a52-6d6f-4a32-9d8a-5d9b2c7e00ff")
     rotated = dict(good.headers)
     rotated["webhook-signature"] = "v1a,AAAA v1,Zm9v " + good.headers["webhook-signature"]
     assert fake(dataclasses.replace(good, headers=rotated)).status == 200
-    assert fake.messages
+    assert fake.events
 
 
 def test_webhook_fake_checks_webhook_id_across_retries() -> None:
@@ -256,10 +256,10 @@ def test_webhook_fake_checks_webhook_id_across_retries() -> None:
     assert fake(request(first, stamp=stamp)).status == 503
     # The same id with another batch is a client bug.
     assert fake(request([message()], stamp=stamp)).status == 400
-    assert "reused" in fake.refusals[-1]
+    assert "reused" in fake.rejections[-1].message
     # A retry whose timestamp went backwards is refused too.
     assert fake(request(first, stamp=stamp - 5)).status == 400
-    assert "backwards" in fake.refusals[-1]
+    assert "backwards" in fake.rejections[-1].message
     assert fake(request(first, stamp=stamp + 1)).status == 200
     # A delivery repeated after success is acknowledged but not recorded twice.
     assert fake(request(first, stamp=stamp + 2)).status == 200

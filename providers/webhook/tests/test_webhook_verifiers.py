@@ -102,8 +102,8 @@ def test_reference_verifiers_accept_every_request_and_retry(
     tc.track("Second Batch", user_id="user-12345")
     assert tc.flush_tracking(10)
 
-    assert fake.refusals == []
-    assert [a.status for a in fake.attempts] == [503, 200, 200]
+    assert fake.rejections == []
+    assert fake.statuses() == [503, 200, 200]
     first, retry, second = receiver.requests
     assert first.headers["webhook-id"] == retry.headers["webhook-id"]  # a retry of one batch
     assert second.headers["webhook-id"] != first.headers["webhook-id"]

@@ -26,7 +26,7 @@ import re
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracking_core import (
@@ -48,13 +48,10 @@ from tracking_core.http import (
     default_outcome,
     join_json,
 )
-from tracking_core.settings import env_int, env_secret, env_url
+from tracking_core.kit import ProviderSettings, endpoint, integer, var
 
 __all__ = [
     "AUTH_VAR",
-    "MAX_BATCH_BYTES_VAR",
-    "MAX_EVENTS_VAR",
-    "MAX_EVENT_BYTES_VAR",
     "SECRET_VAR",
     "URL_VAR",
     "WebhookProvider",
@@ -64,24 +61,6 @@ __all__ = [
     "sign",
     "signing_key",
 ]
-
-#: Enables the provider: the full URL every batch is POSTed to (``_FILE`` variant accepted).
-URL_VAR = "TRACKING_WEBHOOK_URL"
-#: Sent verbatim as the ``Authorization`` header (``_FILE`` variant accepted).
-AUTH_VAR = "TRACKING_WEBHOOK_AUTH"
-#: Standard Webhooks signing secret, ``whsec_<base64>`` (``_FILE`` variant accepted).
-SECRET_VAR = "TRACKING_WEBHOOK_SECRET"
-#: Messages per request.
-MAX_EVENTS_VAR = "TRACKING_WEBHOOK_MAX_EVENTS"
-#: Bytes per request body.
-MAX_BATCH_BYTES_VAR = "TRACKING_WEBHOOK_MAX_BATCH_BYTES"
-#: Bytes per encoded message; larger events are dropped as ``too_large``.
-MAX_EVENT_BYTES_VAR = "TRACKING_WEBHOOK_MAX_EVENT_BYTES"
-
-#: Defaults that Segment's batch endpoint accepts (500 KB per request, 32 KB per message).
-DEFAULT_MAX_EVENTS = 500
-DEFAULT_MAX_BATCH_BYTES = 500_000
-DEFAULT_MAX_EVENT_BYTES = 32_000
 
 #: The prefix of a Standard Webhooks symmetric secret (the rest is base64).
 SECRET_PREFIX = "whsec_"
@@ -158,98 +137,83 @@ def anonymous_id_for(event_id: str) -> str:
     return str(uuid.uuid5(ANONYMOUS_NAMESPACE, event_id))
 
 
-def _source(environ: Mapping[str, str], name: str) -> str:
-    """The variable a secret was read from: `name`, or ``<name>_FILE`` when `name` is unset."""
-    return name if (environ.get(name) or "").strip() else f"{name}_FILE"
+def _signing_secret(variable: str, secret: str) -> str:
+    """`secret`, when `signing_key` reads a key from it; its refusal names `variable`."""
+    try:
+        signing_key(secret)
+    except ValueError as exc:
+        raise SettingsError(variable, str(exc)) from None
+    return secret
 
 
-def _read_url(environ: Mapping[str, str]) -> str | None:
-    raw = env_secret(environ, URL_VAR)  # the URL may hold credentials: _FILE works too
-    if raw is None:
-        return None
-    source = _source(environ, URL_VAR)
-    env_url({source: raw}, source, endpoint=True)  # its errors never repeat the value
-    # The URL is the endpoint itself, kept as given (a trailing slash can matter to a server,
-    # and a redirect to the slashed form would not be followed).
-    return raw
-
-
-def _check_header_value(variable: str, value: str) -> None:
+def _header_value(variable: str, value: str) -> str:
     if not all(" " <= char <= "~" or char == "\t" for char in value):
         raise SettingsError(
             variable,
             "must be printable ASCII on one line to be sent as the Authorization header",
         )
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
-class WebhookSettings:
-    """The webhook provider's configuration (see `from_environ`). Its repr hides the URL, the
-    Authorization value and the secret.
+class WebhookSettings(ProviderSettings):
+    """The webhook provider's configuration. Its repr hides the URL (used exactly as given: it
+    may carry credentials or a token), the Authorization value and the secret; `secrets` lists
+    them with the parts of the URL a receiver may echo. `key` is the HMAC key derived from
+    `secret` (see `signing_key`)."""
 
-    Attributes:
-        url: the endpoint, exactly as configured (may carry credentials or a token).
-        auth: the ``Authorization`` header value, or None.
-        secret: the signing secret as configured (``whsec_<base64>``), or None (no signature).
-        key: the HMAC key derived from `secret` (see `signing_key`).
-        max_events: messages per request.
-        max_batch_bytes: bytes per request body.
-        max_event_bytes: bytes per encoded message.
-    """
-
-    url: str = dataclasses.field(repr=False)
-    auth: str | None = dataclasses.field(default=None, repr=False)
-    secret: str | None = dataclasses.field(default=None, repr=False)
+    url: str = var(
+        "TRACKING_WEBHOOK_URL",
+        "the full URL every batch is POSTed to; masked like a secret (it may hold credentials)",
+        required=True,
+        secret=True,
+        check=endpoint,
+    )
+    auth: str | None = var(
+        "TRACKING_WEBHOOK_AUTH",
+        "sent verbatim as the Authorization header (e.g. 'Bearer <token>')",
+        secret=True,
+        check=_header_value,
+    )
+    secret: str | None = var(
+        "TRACKING_WEBHOOK_SECRET",
+        "Standard Webhooks signing secret, 'whsec_<base64>': signs every request",
+        secret=True,
+        check=_signing_secret,
+    )
+    max_events: int = var(
+        "TRACKING_WEBHOOK_MAX_EVENTS", "messages per request", default="500", check=integer(1)
+    )
+    max_batch_bytes: int = var(
+        "TRACKING_WEBHOOK_MAX_BATCH_BYTES",
+        "bytes per request body",
+        default="500000",
+        check=integer(1024),
+    )
+    max_event_bytes: int = var(
+        "TRACKING_WEBHOOK_MAX_EVENT_BYTES",
+        "bytes per message; a larger event is dropped (too_large)",
+        default="32000",
+        check=integer(256),
+    )
     key: bytes | None = dataclasses.field(default=None, repr=False)
-    max_events: int = DEFAULT_MAX_EVENTS
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> WebhookSettings | None:
-        """Read the settings; None when ``TRACKING_WEBHOOK_URL`` (and its ``_FILE``) is unset.
+    def __post_init__(self) -> None:
+        if self.key is None and self.secret is not None:
+            object.__setattr__(self, "key", signing_key(self.secret))
 
-        Raises `tracking_core.SettingsError`, naming the variable but never its value, for a
-        malformed URL, an Authorization value that cannot be a header, a secret that is not
-        ``whsec_<base64>`` (see `signing_key`), an unreadable ``_FILE``, or a limit that is not
-        a whole number.
-        """
-        url = _read_url(environ)
-        if url is None:
-            return None
-        auth = env_secret(environ, AUTH_VAR)
-        if auth is not None:
-            _check_header_value(_source(environ, AUTH_VAR), auth)
-            parts = urllib.parse.urlsplit(url)
-            if parts.username or parts.password:
-                # The HTTP client turns URL credentials into its own Authorization header.
-                raise SettingsError(
-                    _source(environ, AUTH_VAR),
-                    f"cannot be combined with credentials in {URL_VAR} (user:password@); "
-                    "use one or the other",
-                )
-        secret = env_secret(environ, SECRET_VAR)
-        key: bytes | None = None
-        if secret is not None:
-            try:
-                key = signing_key(secret)
-            except ValueError as exc:
-                raise SettingsError(_source(environ, SECRET_VAR), str(exc)) from None
-        return cls(
-            url=url,
-            auth=auth,
-            secret=secret,
-            key=key,
-            max_events=env_int(environ, MAX_EVENTS_VAR, DEFAULT_MAX_EVENTS, minimum=1),
-            max_batch_bytes=env_int(
-                environ, MAX_BATCH_BYTES_VAR, DEFAULT_MAX_BATCH_BYTES, minimum=1024
-            ),
-            max_event_bytes=env_int(
-                environ, MAX_EVENT_BYTES_VAR, DEFAULT_MAX_EVENT_BYTES, minimum=256
-            ),
-        )
+    def validate(self) -> None:
+        """An Authorization value and credentials in the URL exclude each other: the HTTP
+        client turns URL credentials into its own Authorization header."""
+        parts = urllib.parse.urlsplit(self.url)
+        if self.auth is not None and (parts.username or parts.password):
+            raise SettingsError(
+                self.name_of("auth"),
+                f"cannot be combined with credentials in {self.variable('url').name} "
+                "(user:password@); use one or the other",
+            )
 
-    def secret_values(self) -> tuple[str, ...]:
+    def secrets(self) -> tuple[str, ...]:
         """Every configured value that must never reach a log line.
 
         Webhook URLs often carry credentials (``user:password@``, ``?token=``) or a token in
@@ -273,6 +237,12 @@ class WebhookSettings:
         return tuple(sorted({v for v in values if v}, key=len, reverse=True))
 
 
+#: The variables' names, for messages (declared once, above).
+URL_VAR, AUTH_VAR, SECRET_VAR = (
+    WebhookSettings.variable(field).name for field in ("url", "auth", "secret")
+)
+
+
 class WebhookProvider(HttpProvider):
     """Sends events and identifies as Segment HTTP Tracking API batches to one URL.
 
@@ -289,16 +259,11 @@ class WebhookProvider(HttpProvider):
         """`clock` gives the Unix time of each attempt (``sentAt``, ``webhook-timestamp``)."""
         self.settings = settings
         self._clock = clock
-        self._secrets = settings.secret_values()
         self.max_events = settings.max_events
         self.max_request_bytes = settings.max_batch_bytes
         self.max_item_bytes = min(
             settings.max_event_bytes, settings.max_batch_bytes - _ENVELOPE_BYTES
         )
-
-    def secrets(self) -> Sequence[str]:
-        """The URL (and its parts), the Authorization value and the signing secret."""
-        return self._secrets
 
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
         """One Segment message.
