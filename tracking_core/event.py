@@ -117,6 +117,18 @@ def uuid4_strings(count: int) -> list[str]:
     return ids
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_MILLISECOND = _dt.timedelta(milliseconds=1)
+
+
+def epoch_ms(when: _dt.datetime) -> int:
+    """Whole milliseconds since the Unix epoch (exact integer arithmetic, no float rounding);
+    a naive datetime is taken as UTC. The time field of Mixpanel and Amplitude events."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        when = when.replace(tzinfo=_UTC)
+    return (when - _EPOCH) // _MILLISECOND
+
+
 def utc_from_timestamp(seconds: float) -> _dt.datetime:
     """The aware UTC datetime for a POSIX timestamp (used for events accepted by `track()`)."""
     return _dt.datetime.fromtimestamp(seconds, _UTC)

@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._log import logger, rate_limited
-from ..event import TrackingEvent, TrackingIdentify, set_conversion_sink
+from ..event import TrackingEvent, TrackingIdentify
 from ..settings import EngineSettings
 from .backlog import Backlog
 from .markers import Flush, Stop
 from .plain import PlainDelivery
 from .stats import Counters, DropReason, ProviderStats
+from .worker import DeliveryControl, work
 
 __all__ = ["BatchingProvider", "DeliveryControl", "Item", "Lane"]
 
@@ -57,68 +57,6 @@ def delivery_for(provider: Any) -> tuple[Any, bool]:
         return provider, True
     plain = PlainDelivery(provider)
     return plain, plain.takes_identify
-
-
-class DeliveryControl:
-    """What the engine lends a provider while it delivers one batch."""
-
-    def __init__(self, lane: Lane) -> None:
-        self._lane = lane
-        self._counters = lane.counters
-        #: Items reported (delivered or dropped) during the current batch.
-        self.reported = 0
-
-    @property
-    def settings(self) -> EngineSettings:
-        return self._lane.settings
-
-    def delivered(self, count: int, *, clear_error: bool = False) -> None:
-        self._counters.deliver(count)
-        if clear_error:
-            self._counters.last_error = None
-        self.reported += count
-
-    def dropped(self, reason: str, count: int) -> None:
-        """Count `count` items as dropped for `reason` (logged, rate-limited, by the caller)."""
-        if count > 0:
-            self._counters.drop(reason, count)
-            self.reported += count
-
-    def failed(self, error: str | None = None) -> None:
-        """One failed attempt (and, when given, why: text without secrets)."""
-        self._counters.fail(error)
-
-    def retried(self, count: int) -> None:
-        self._counters.retry(count)
-
-    def answer_truncated(self) -> None:
-        """Count an answer longer than the sender reads (only its start was read)."""
-        self._counters.truncated()
-
-    def batch_sent(self, status: int | None, error: str | None) -> None:
-        """Count one request sent; remember its status and, when it failed, why."""
-        self._counters.sent(status, error)
-
-    @property
-    def stopped(self) -> bool:
-        """True once the provider was stopped for good (after a 410 Gone)."""
-        return self._lane.stopped_why is not None
-
-    def stop_provider(self, why: str) -> None:
-        """Stop this provider for good: later items are dropped as ``provider_stopped``."""
-        self._lane.stop_for_good(why)
-
-    def time_left(self) -> float | None:
-        """Seconds left in the shutdown budget, or None when no shutdown is under way."""
-        deadline = self._lane.backlog.deadline
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-    def sleep(self, seconds: float) -> bool:
-        """Wait `seconds` (a retry backoff). Returns False at once if shutdown's budget would be
-        exceeded, so the caller can drop what it holds instead of waiting."""
-        backlog = self._lane.backlog
-        with backlog.cond:
-            return backlog.sleep(seconds)
 
 
 class Lane:
@@ -195,7 +133,9 @@ class Lane:
 
     def _start(self) -> None:
         # The caller holds the backlog's lock.
-        thread = threading.Thread(target=self._work, name=f"tracking-{self.name}", daemon=True)
+        thread = threading.Thread(
+            target=work, args=(self,), name=f"tracking-{self.name}", daemon=True
+        )
         try:
             thread.start()
         except RuntimeError:
@@ -287,111 +227,3 @@ class Lane:
         if waiting:
             self.counters.drop(DropReason.SHUTDOWN, waiting)
         return waiting, in_flight
-
-    # -- worker side ------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        """The worker thread. The loop catches whatever a provider raises; this is the net
-        under the engine's own code, so that a bug there never leaves a lane without a worker
-        for good."""
-        # Conversions this provider's wire mapping could not make as given are its to count.
-        set_conversion_sink(self.counters.note_conversion)
-        try:
-            self._run()
-        except BaseException:
-            logger.exception(
-                "tracking: %s's worker failed; it restarts on the next event", self.name
-            )
-            with self.backlog.cond:
-                self._thread = None
-                self.counters.in_flight = 0
-
-    def _batch_limit(self) -> int:
-        try:
-            limit = int(self.delivery.batch_limit())
-        except BaseException as exc:
-            rate_limited.log(
-                logging.ERROR,
-                f"provider_error:{self.name}:batch_limit",
-                "tracking: provider %r raised %s in batch_limit(); using TRACKING_BATCH_SIZE",
-                self.name,
-                type(exc).__name__,
-            )
-            return max(1, self.settings.batch_size)
-        return max(1, min(self.settings.batch_size, limit))
-
-    def _run(self) -> None:
-        control = DeliveryControl(self)
-        counters = self.counters
-        waits = getattr(self.delivery, "waits_for_batch", True)
-        while True:
-            limit = self._batch_limit()
-            interval = self.settings.flush_interval if waits else 0.0
-            with self.backlog.cond:
-                batch, marker = self.backlog.take(limit, interval)
-                counters.in_flight = len(batch)
-            if marker is not None:
-                if self._finish_marker(marker):
-                    return
-                continue
-            control.reported = 0
-            try:
-                if self.stopped_why is not None:
-                    counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
-                else:
-                    self.delivery.deliver_batch(batch, control)
-            except BaseException as exc:
-                # A bug in a provider's wire mapping must not kill the worker. What the
-                # provider already reported for this batch stands; the rest is dropped.
-                counters.fail(f"{type(exc).__name__} raised by the provider")
-                counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
-                rate_limited.log(
-                    logging.ERROR,
-                    f"provider_error:{self.name}",
-                    "tracking: provider %r raised %s while sending a batch of %d; dropped",
-                    self.name,
-                    type(exc).__name__,
-                    len(batch),
-                )
-                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
-            finally:
-                counters.in_flight = 0
-                if self._spent_deadline is not None:
-                    self._lift_spent_deadline()
-
-    def _lift_spent_deadline(self) -> None:
-        with self.backlog.cond:
-            self._spent_deadline = None
-            # The shutdown under way now, if any, applies from the next batch on.
-            self.backlog.deadline = self._shutdown_deadline
-
-    def _finish_marker(self, marker: Flush) -> bool:
-        """Run the provider's own flush, finish `marker`; True when the worker must exit."""
-        ok = True
-        flush: Callable[[], None] | None = getattr(self.delivery, "flush", None)
-        if callable(flush) and self.stopped_why is None:
-            try:
-                flush()
-            except BaseException as exc:  # SystemExit and CancelledError included
-                ok = False
-                self.counters.fail(f"{type(exc).__name__} raised by the provider's flush()")
-                rate_limited.log(
-                    logging.ERROR,
-                    f"provider_error:{self.name}:flush",
-                    "tracking: provider %r raised %s in flush()",
-                    self.name,
-                    type(exc).__name__,
-                )
-                logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
-        marker.finish(self, ok)
-        if not isinstance(marker, Stop):
-            return False
-        with self.backlog.cond:
-            self.backlog.deadline = self._shutdown_deadline = None
-            if len(self.backlog):
-                return False  # accepted after the stop: keep working
-            self._thread = None
-        close = getattr(self.delivery, "close", None)
-        if isinstance(self.delivery, PlainDelivery) and callable(close):
-            close()
-        return True

@@ -206,12 +206,18 @@ class HttpProvider(abc.ABC):
     """
 
     name: str
+    #: The provider's configuration (a `tracking_core.kit.ProviderSettings`, as
+    #: `tracking_core.kit.ProviderPlugin` builds providers: ``provider(settings)``), or None.
+    settings: Any = None
     #: Items per request (the engine also caps batches by ``TRACKING_BATCH_SIZE``).
     max_events: int = 1000
     #: Encoded body size per request, in bytes, before compression.
     max_request_bytes: int = 1_000_000
     #: Encoded size of one item; None means `max_request_bytes` less the envelope.
     max_item_bytes: int | None = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
 
     @abc.abstractmethod
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:

@@ -1,41 +1,19 @@
-"""Amplitude's settings and wire mapping (HTTP V2 API, ``POST {host}/2/httpapi``).
-
-The core engine batches, retries, splits on 413 and counts; this module only says what one event
-or identify looks like on the wire, what a request body is, and what Amplitude's answers mean.
-"""
+"""Amplitude: the settings declaration and the wire mapping (HTTP V2 API, ``/2/httpapi``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version__, json_safe
-from tracking_core.event import PLACEHOLDER_IDS, usable_id
-from tracking_core.http import (
-    HttpProvider,
-    HttpRequest,
-    HttpResponse,
-    Outcome,
-    SkipItem,
-    WireItem,
-    default_outcome,
-    dumps,
-    join_json,
-    parse_retry_after,
-)
+from tracking_core.event import PLACEHOLDER_IDS, epoch_ms, usable_id
+from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
+from tracking_core.http.wire import default_outcome, dumps, join_json, parse_retry_after
 from tracking_core.kit import ProviderSettings, url, var
 
-__all__ = [
-    "DEFAULT_HOST",
-    "INVALID_IDS",
-    "MIN_ID_LENGTH",
-    "PATH",
-    "AmplitudeProvider",
-    "AmplitudeSettings",
-]
+__all__ = ["DEFAULT_HOST", "INVALID_IDS", "MIN_ID_LENGTH", "PATH", "AmplitudeProvider"]
 
 #: The US ingestion host (EU: ``https://api.eu.amplitude.com``).
 DEFAULT_HOST = "https://api2.amplitude.com"
@@ -45,23 +23,9 @@ PATH = "/2/httpapi"
 MIN_ID_LENGTH = 5
 #: Placeholder ids Amplitude refuses with a 400 (compared case-insensitively).
 INVALID_IDS = frozenset(
-    {
-        "anonymous",
-        "nil",
-        "none",
-        "null",
-        "n/a",
-        "na",
-        "undefined",
-        "unknown",
-        "",
-        "00000000-0000-0000-0000-000000000000",
-        "{}",
-        "lmy47d",
-        "0",
-        "-1",
-    }
-)
+    "anonymous nil none null n/a na undefined unknown 00000000-0000-0000-0000-000000000000 {} "
+    "lmy47d 0 -1".split()
+) | {""}
 _NOT_IDS = INVALID_IDS | PLACEHOLDER_IDS
 #: Seconds Amplitude asks throttled users/devices to pause after a 429 (it sends no Retry-After).
 THROTTLE_PAUSE = 30.0
@@ -72,8 +36,6 @@ _ROUTE = "httpapi"
 # knows the value from the route alone, without decoding the items.
 _SHORT_ROUTE = _ROUTE + ":"
 _LIBRARY = f"tracking-core/{__version__}"
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_MILLISECOND = _dt.timedelta(milliseconds=1)
 #: 400 answer keys listing the events Amplitude refused (a map field -> indexes, or a list).
 _REJECTED_KEYS = (
     "events_with_invalid_fields",
@@ -94,16 +56,6 @@ class AmplitudeSettings(ProviderSettings):
         default=DEFAULT_HOST,
         check=url,
     )
-
-
-def _millis(when: _dt.datetime) -> int:
-    """Integer milliseconds since the epoch, computed exactly (no float rounding)."""
-    return (when - _EPOCH) // _MILLISECOND
-
-
-def _usable(value: str | None) -> str | None:
-    """`value` unless it is absent, empty or a placeholder Amplitude (or anyone) refuses."""
-    return usable_id(value, _NOT_IDS)
 
 
 def _short_route(route: str) -> int | None:
@@ -133,19 +85,12 @@ def _names(value: Any) -> set[str]:
 
 
 class AmplitudeProvider(HttpProvider):
-    """Sends events and identifies to Amplitude's HTTP V2 API.
+    """Events (and identifies, as ``$identify`` events) to Amplitude's HTTP V2 API.
 
-    - Each event becomes ``{"event_type", "user_id"?, "device_id"?, "time" (ms), "insert_id",
-      "event_properties", "library"}``; an identify becomes a ``"$identify"`` event with
-      ``"user_properties": {"$set": traits}`` in the same stream.
-    - ``anonymous_id`` is sent as ``device_id``. An event with no usable id (none given, or only
-      placeholders such as ``"anonymous"``) cannot be taken by Amplitude: it is dropped and
-      counted as ``unsupported``. A placeholder id next to a usable one is left out.
-    - Ids shorter than 5 characters are kept: their requests carry
-      ``"options": {"min_id_length": N}``.
-    - Success is the JSON body's ``code``. A 400 that lists events drops those and resends the
-      rest at once; a 429 waits 30 s (or ``Retry-After``) and drops the events of users/devices
-      over their daily quota.
+    ``anonymous_id`` is sent as ``device_id``; an event with no usable id is dropped as
+    ``unsupported``. Ids under 5 characters get ``"options": {"min_id_length": N}``. Success
+    is the body's ``code``: a 400 listing events drops them and resends the rest at once; a
+    429 waits 30 s (or ``Retry-After``) and drops events of users/devices over their quota.
     """
 
     name = "amplitude"
@@ -155,47 +100,39 @@ class AmplitudeProvider(HttpProvider):
     max_request_bytes = 999_000
     max_item_bytes = 990_000
 
+    settings: AmplitudeSettings
+
     def __init__(self, settings: AmplitudeSettings, *, throttle_pause: float = THROTTLE_PAUSE):
-        self.settings = settings
+        super().__init__(settings)
         self._url = settings.host + PATH
         self._head = b'{"api_key":' + dumps(settings.api_key) + b","
         self._throttle_pause = throttle_pause
 
-    # -- events -> wire ---------------------------------------------------------------------
-
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
         """One Amplitude event; raises `SkipItem` when it has no id Amplitude accepts."""
+        extra: dict[str, Any]
         if isinstance(item, TrackingIdentify):
-            ids = self._ids(item.user_id, None)
-            payload: dict[str, Any] = {
-                "event_type": "$identify",
-                **ids,
-                "time": _millis(item.timestamp),
-                "insert_id": item.event_id,
-                "user_properties": {"$set": json_safe(item.traits)},
-                "library": _LIBRARY,
-            }
+            ids, name = self._ids(item.user_id, None), "$identify"
+            extra = {"user_properties": {"$set": json_safe(item.traits)}}
         else:
-            ids = self._ids(item.user_id, item.anonymous_id)
-            payload = {
-                "event_type": item.name,
-                **ids,
-                "time": _millis(item.timestamp),
-                "insert_id": item.event_id,
-                "event_properties": json_safe(item.properties),
-                "library": _LIBRARY,
-            }
+            ids, name = self._ids(item.user_id, item.anonymous_id), item.name
+            extra = {"event_properties": json_safe(item.properties)}
+        payload = {
+            "event_type": name,
+            **ids,
+            "time": epoch_ms(item.timestamp),
+            "insert_id": item.event_id,
+            **extra,
+            "library": _LIBRARY,
+        }
         shortest = min(len(value) for value in ids.values())
         route = _ROUTE if shortest >= MIN_ID_LENGTH else f"{_SHORT_ROUTE}{shortest}"
         return WireItem(payload, route)
 
     @staticmethod
     def _ids(user_id: str | None, anonymous_id: str | None) -> dict[str, str]:
-        ids = {
-            key: value
-            for key, value in (("user_id", _usable(user_id)), ("device_id", _usable(anonymous_id)))
-            if value is not None
-        }
+        pairs = (("user_id", user_id), ("device_id", anonymous_id))
+        ids = {key: usable for key, value in pairs if (usable := usable_id(value, _NOT_IDS))}
         if ids:
             return ids
         given = [repr(v) for v in (user_id, anonymous_id) if v]
@@ -214,8 +151,6 @@ class AmplitudeProvider(HttpProvider):
         options = b"" if short is None else b'"options":{"min_id_length":%d},' % short
         body = self._head + options + b'"events":' + join_json(items) + b"}"
         return HttpRequest(self._url, body, {"Accept": "application/json"})
-
-    # -- answers ------------------------------------------------------------------------------
 
     def read_response(self, route: str, response: HttpResponse) -> Outcome:
         """Reads the JSON body's ``code`` (Amplitude's status), not only the HTTP status."""

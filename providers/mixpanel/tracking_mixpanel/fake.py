@@ -27,8 +27,6 @@ from typing import Any, ClassVar, TypeGuard
 from tracking_core.fakes import FakeDestination, Refused, Rejection, VendorFake
 from tracking_core.receivers import ReceivedRequest, Reply
 
-from .provider import PLACEHOLDER_IDS
-
 __all__ = ["MixpanelFake", "destination"]
 
 #: The project token `destination()` expects.
@@ -43,6 +41,11 @@ _UPDATE_KEYS = {"$token", "$distinct_id", "$ip", "$time", "$ignore_time", "$igno
 _FORM = "application/x-www-form-urlencoded"
 _NDJSON = "application/x-ndjson"
 _STATUS_TEXT = {401: "Unauthorized", 413: "Request Entity Too Large"}
+#: Ids Mixpanel refuses as a ``distinct_id`` or ``$insert_id`` (compared case-insensitively).
+PLACEHOLDER_IDS = frozenset(
+    "anon anonymous nil none null n/a na undefined unknown <nil> 0 -1 true false [] {} "
+    "00000000-0000-0000-0000-000000000000".split()
+)
 _NOT_IDS = PLACEHOLDER_IDS | {""}
 
 

@@ -1,10 +1,8 @@
-"""The Mixpanel wire mapping: settings from the environment and the `HttpProvider` subclass.
+"""Mixpanel: the settings declaration and the wire mapping.
 
-Events go to ``POST {host}/track?verbose=1`` as a JSON array (or, with a project secret or a
-service account configured, to ``POST {host}/import?strict=1`` with HTTP Basic auth); identify
-calls go to ``POST {host}/engage?verbose=1`` as a JSON array of ``$set`` profile updates. The core
-engine does the batching, retries, 413 splits and counting; this module only says what one
-request looks like and what Mixpanel's answer means.
+Events go to ``POST {host}/track?verbose=1`` as a JSON array (with a project secret or a service
+account, to ``POST {host}/import?strict=1`` with HTTP Basic auth); identifies to ``POST
+{host}/engage?verbose=1`` as ``$set`` profile updates. The core does everything else.
 """
 
 from __future__ import annotations
@@ -21,13 +19,11 @@ from typing import Any
 
 from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core import __version__ as core_version
-from tracking_core.event import PLACEHOLDER_IDS as COMMON_PLACEHOLDERS
-from tracking_core.event import usable_id
+from tracking_core.event import epoch_ms, usable_id
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
     HttpResponse,
-    Limits,
     Outcome,
     SkipItem,
     WireItem,
@@ -36,40 +32,10 @@ from tracking_core.http import (
 )
 from tracking_core.kit import ProviderSettings, choice, digits, url, var
 
-__all__ = [
-    "DEFAULT_HOST",
-    "ID_MERGE_MODES",
-    "PLACEHOLDER_IDS",
-    "MixpanelProvider",
-    "MixpanelSettings",
-    "mixpanel_datetime",
-]
+__all__ = ["DEFAULT_HOST", "ID_MERGE_MODES", "MixpanelProvider", "MixpanelSettings"]
 
 #: The US ingestion host; EU projects use ``https://api-eu.mixpanel.com``, India ``api-in``.
 DEFAULT_HOST = "https://api.mixpanel.com"
-
-#: Ids Mixpanel refuses as a ``distinct_id`` or ``$insert_id`` (compared case-insensitively).
-PLACEHOLDER_IDS = frozenset(
-    {
-        "anon",
-        "anonymous",
-        "nil",
-        "none",
-        "null",
-        "n/a",
-        "na",
-        "undefined",
-        "unknown",
-        "<nil>",
-        "0",
-        "-1",
-        "true",
-        "false",
-        "[]",
-        "{}",
-        "00000000-0000-0000-0000-000000000000",
-    }
-)
 
 #: Events per request, on every route (Mixpanel's documented maximum).
 MAX_EVENTS = 2000
@@ -84,8 +50,6 @@ MAX_FUTURE = _dt.timedelta(hours=1)
 #: ...or before 1971-01-01.
 MIN_TIME = _dt.datetime(1971, 1, 1, tzinfo=_dt.timezone.utc)
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_MS = _dt.timedelta(milliseconds=1)
 _INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 _INSERT_ID_NAMESPACE = uuid.UUID("6f1d3a52-8a0e-4d43-9a39-1c8f5d1f4b7e")
 
@@ -95,38 +59,19 @@ RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id",
 ROUTE_EVENTS = "events"
 ROUTE_ENGAGE = "engage"
 
-#: The ID Merge setting: the project's ID management version (Mixpanel: Project Settings >
-#: Identity Merge). ``simplified`` (the default; Simplified ID Merge, released March 2023): an
-#: anonymous event carries ``$device_id`` and ``distinct_id`` ``$device:<id>``, an identified one
-#: ``$user_id``, and the first event carrying both merges them. ``original`` (Original ID Merge,
-#: or ID Merge disabled): ``distinct_id`` is the anonymous id itself and neither ``$device_id``
-#: nor ``$user_id`` is sent. Mixpanel's server-side guide for Original ID Merge sets
-#: ``distinct_id`` to the anonymous id ("You do not need to set the $device_id property") and
-#: merges only through ``$identify``/``$merge`` events; ``$device:`` ids are what Simplified ID
-#: Merge derives, so under Original ID Merge each would stay a user of its own
+#: The project's ID Merge API (Project Settings > Identity Merge). ``simplified``: anonymous
+#: events carry ``$device_id`` and ``distinct_id`` ``$device:<id>``, identified ones ``$user_id``.
+#: ``original``: ``distinct_id`` is the anonymous id itself, no ``$device_id``/``$user_id``
 #: (docs.mixpanel.com/docs/tracking-methods/id-management/identifying-users-original).
 ID_MERGE_SIMPLIFIED = "simplified"
 ID_MERGE_ORIGINAL = "original"
 ID_MERGE_MODES = (ID_MERGE_SIMPLIFIED, ID_MERGE_ORIGINAL)
 
 
-# What the provider treats as "no id": Mixpanel's refused values and the common ones.
-_NOT_IDS = PLACEHOLDER_IDS | COMMON_PLACEHOLDERS
-
-
-def _is_placeholder(value: str) -> bool:
-    return value.strip().lower() in PLACEHOLDER_IDS
-
-
-def _usable_id(value: str | None) -> str | None:
-    """`value`, or None when it is absent, empty or a placeholder Mixpanel would refuse."""
-    return usable_id(value, _NOT_IDS)
-
-
 def insert_id_for(event_id: str) -> str:
     """The ``$insert_id`` for an event id: the id itself when Mixpanel takes it (a UUID4 string
     does), else a UUID derived from it, so the value is the same on every attempt."""
-    if _INSERT_ID.fullmatch(event_id) and not _is_placeholder(event_id):
+    if _INSERT_ID.fullmatch(event_id) and usable_id(event_id) is not None:
         return event_id
     return str(uuid.uuid5(_INSERT_ID_NAMESPACE, event_id))
 
@@ -144,21 +89,9 @@ def mixpanel_datetime(when: _dt.datetime) -> str:
     )
 
 
-def epoch_ms(when: _dt.datetime) -> int:
-    """Whole milliseconds since the Unix epoch (exact integer arithmetic, no float rounding)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return (when - _EPOCH) // _MS
-
-
 @dataclasses.dataclass(frozen=True)
 class MixpanelSettings(ProviderSettings):
-    """The Mixpanel provider's configuration, read from the environment.
-
-    Secrets are kept out of the ``repr``. `import_auth` tells whether events go to ``/import``
-    (service account or project secret set) or to ``/track`` (token only); `id_merge` is the
-    project's ID Merge API, see `ID_MERGE_MODES`.
-    """
+    """The Mixpanel provider's configuration (`import_auth`: events go to ``/import``)."""
 
     token: str = var("MIXPANEL_TOKEN", "project token", required=True, secret=True)
     host: str = var(
@@ -230,27 +163,18 @@ class MixpanelSettings(ProviderSettings):
 
 
 class MixpanelProvider(HttpProvider):
-    """Sends events and profile updates to Mixpanel (see the package README for the wire format).
-
-    Routes: ``"events"`` (``/track``, or ``/import`` with Basic auth) and ``"engage"``
-    (``/engage``), so one request never mixes events and profile updates.
-    """
+    """Events to ``/track`` (or ``/import``), profile updates to ``/engage`` (two routes)."""
 
     name = "mixpanel"
     max_events = MAX_EVENTS
     max_request_bytes = MAX_REQUEST_BYTES
     max_item_bytes = MAX_ITEM_BYTES
 
+    settings: MixpanelSettings
+
     def __init__(self, settings: MixpanelSettings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._authorization = settings.authorization()
-
-    @property
-    def settings(self) -> MixpanelSettings:
-        """The settings this provider was built from."""
-        return self._settings
-
-    # -- encoding ---------------------------------------------------------------------------
 
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
         """An event -> a ``{"event", "properties"}`` record; an identify -> a ``$set`` update."""
@@ -260,8 +184,8 @@ class MixpanelProvider(HttpProvider):
 
     def _encode_event(self, event: TrackingEvent) -> WireItem:
         self._check_time(event.timestamp)
-        user_id = _usable_id(event.user_id)
-        device_id = _usable_id(event.anonymous_id)
+        user_id = usable_id(event.user_id)
+        device_id = usable_id(event.anonymous_id)
         if (event.user_id is not None and user_id is None) or (
             event.anonymous_id is not None and device_id is None
         ):
@@ -279,8 +203,8 @@ class MixpanelProvider(HttpProvider):
         for key, value in converted.items():
             if key not in RESERVED_PROPERTIES:
                 properties[key] = value
-        properties["token"] = self._settings.token
-        simplified = self._settings.id_merge == ID_MERGE_SIMPLIFIED
+        properties["token"] = self.settings.token
+        simplified = self.settings.id_merge == ID_MERGE_SIMPLIFIED
         if user_id is not None:
             distinct_id = user_id
         elif device_id is not None:
@@ -309,7 +233,7 @@ class MixpanelProvider(HttpProvider):
                 DropReason.REJECTED,
                 "event time is more than 1 hour in the future (Mixpanel refuses it)",
             )
-        if not self._settings.import_auth and when < now - TRACK_MAX_AGE:
+        if not self.settings.import_auth and when < now - TRACK_MAX_AGE:
             raise SkipItem(
                 DropReason.REJECTED,
                 "event is older than 5 days, which /track refuses; set "
@@ -318,40 +242,32 @@ class MixpanelProvider(HttpProvider):
             )
 
     def _encode_identify(self, identify: TrackingIdentify) -> WireItem:
-        if _usable_id(identify.user_id) is None:
+        if usable_id(identify.user_id) is None:
             raise SkipItem(
                 DropReason.REJECTED,
                 "identify() with an empty or placeholder user id (Mixpanel refuses it)",
             )
         update = {
-            "$token": self._settings.token,
+            "$token": self.settings.token,
             "$distinct_id": identify.user_id,
             "$ip": "0",
             "$set": json_safe(identify.traits, datetime_format=mixpanel_datetime),
         }
         return WireItem(update, ROUTE_ENGAGE)
 
-    # -- requests ---------------------------------------------------------------------------
-
-    def limits(self, route: str) -> Limits:
-        """2000 items, 10 MB per request and 1 MB per item on both routes."""
-        return Limits(MAX_EVENTS, MAX_REQUEST_BYTES, MAX_ITEM_BYTES)
-
     def build_request(self, route: str, items: Sequence[bytes], batch_id: str) -> HttpRequest:
         """``/engage`` for profile updates (never gzipped); ``/track`` or ``/import`` for events."""
         body = join_json(items)
-        host = self._settings.host
+        host = self.settings.host
         if route == ROUTE_ENGAGE:
             return HttpRequest(f"{host}/engage?verbose=1", body, {}, gzip=False)
         if self._authorization is None:
             return HttpRequest(f"{host}/track?verbose=1", body, {}, gzip=True)
         query = {"strict": "1"}
-        if self._settings.uses_service_account and self._settings.project_id:
-            query["project_id"] = self._settings.project_id
+        if self.settings.uses_service_account and self.settings.project_id:
+            query["project_id"] = self.settings.project_id
         url = f"{host}/import?{urllib.parse.urlencode(query)}"
         return HttpRequest(url, body, {"Authorization": self._authorization}, gzip=True)
-
-    # -- answers ----------------------------------------------------------------------------
 
     def read_response(self, route: str, response: HttpResponse) -> Outcome:
         """Mixpanel's answer: ``/track``/``/engage`` say ``1``/``{"status": 1}`` or ``0``;
@@ -385,27 +301,20 @@ class MixpanelProvider(HttpProvider):
         return Outcome("delivered")
 
     def _read_import(self, response: HttpResponse) -> Outcome:
-        if response.status == 400:
-            answer = response.json()
-            failed = answer.get("failed_records") if isinstance(answer, Mapping) else None
-            indexes: list[int] = []
-            first = ""
-            if isinstance(failed, list):
-                for record in failed:
-                    if not isinstance(record, Mapping):
-                        continue
-                    index = record.get("index")
-                    if isinstance(index, int) and not isinstance(index, bool):
-                        indexes.append(index)
-                        if not first:
-                            first = f"{record.get('field', '?')}: {record.get('message', '')}"
-            if indexes:
-                # strict=1: the other records were imported; do not send them again.
-                return Outcome(
-                    "delivered",
-                    f"/import refused {len(indexes)} records, e.g. {first}",
-                    rejected=indexes,
-                )
+        answer = response.json() if response.status == 400 else None
+        failed = answer.get("failed_records") if isinstance(answer, Mapping) else None
+        records = [
+            record
+            for record in (failed if isinstance(failed, list) else ())
+            if isinstance(record, Mapping) and type(record.get("index")) is int
+        ]
+        if records:  # strict=1: the other records were imported; do not send them again
+            example = f"{records[0].get('field', '?')}: {records[0].get('message', '')}"
+            return Outcome(
+                "delivered",
+                f"/import refused {len(records)} records, e.g. {example}",
+                rejected=[record["index"] for record in records],
+            )
         return _with_error(default_outcome(response), response)
 
 

@@ -1,8 +1,4 @@
-"""PostHog: the settings block and the wire mapping (``POST {host}/batch/``).
-
-Everything else (batching, retries with backoff, ``Retry-After``, 413 splits, gzip, counting,
-logging) is done by `tracking_core.http.HttpProvider` and the engine.
-"""
+"""PostHog: the settings declaration and the wire mapping (``POST {host}/batch/``)."""
 
 from __future__ import annotations
 
@@ -22,30 +18,11 @@ from tracking_core import (
     json_safe,
 )
 from tracking_core.event import PLACEHOLDER_IDS, usable_id
-from tracking_core.http import (
-    HttpProvider,
-    HttpRequest,
-    HttpResponse,
-    Outcome,
-    SkipItem,
-    WireItem,
-    default_outcome,
-    dumps,
-    join_json,
-)
+from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
+from tracking_core.http.wire import default_outcome, dumps, join_json
 from tracking_core.kit import ProviderSettings, url, var
 
-__all__ = [
-    "API_KEY_VARIABLE",
-    "DEFAULT_HOST",
-    "HOST_VARIABLE",
-    "LIB_NAME",
-    "MAX_EVENTS_PER_REQUEST",
-    "MAX_EVENT_BYTES",
-    "MAX_REQUEST_BYTES",
-    "PostHogProvider",
-    "PostHogSettings",
-]
+__all__ = ["DEFAULT_HOST", "LIB_NAME", "PostHogProvider", "PostHogSettings"]
 
 #: PostHog Cloud US ingestion host.
 DEFAULT_HOST = "https://us.i.posthog.com"
@@ -114,10 +91,6 @@ class PostHogSettings(ProviderSettings):
         return f"{self.host}/batch/"
 
 
-#: The variables' names, for messages (declared once, above).
-API_KEY_VARIABLE, HOST_VARIABLE = (v.name for v in PostHogSettings.variables())
-
-
 #: PostHog's own non-ids (it will not merge persons on them) with the common ones.
 _PLACEHOLDERS = PLACEHOLDER_IDS | {
     "distinctid",
@@ -142,8 +115,6 @@ def _iso(moment: _dt.datetime) -> str:
 class PostHogProvider(HttpProvider):
     """Sends events and identifies to PostHog's ``/batch/`` endpoint.
 
-    Wire mapping:
-
     - each event becomes ``{"event", "distinct_id", "properties", "timestamp", "uuid"}`` with
       ``uuid`` = the event id (PostHog's dedupe key) and ``timestamp`` in ISO 8601 with offset;
     - ``distinct_id`` is the user id, else the anonymous id, else a fresh random UUID with
@@ -162,8 +133,10 @@ class PostHogProvider(HttpProvider):
     max_request_bytes = MAX_REQUEST_BYTES
     max_item_bytes = MAX_EVENT_BYTES
 
+    settings: PostHogSettings
+
     def __init__(self, settings: PostHogSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._url = settings.batch_url
         self._head = b'{"api_key":' + dumps(settings.api_key) + b',"historical_migration":false'
 
@@ -228,11 +201,12 @@ class PostHogProvider(HttpProvider):
             return Outcome(
                 "reject",
                 f"HTTP {status} redirect to {target} (not followed): "
-                f"set {HOST_VARIABLE} to the ingestion host",
+                f"set {PostHogSettings.variable('host').name} to the ingestion host",
             )
         if status == 401:
             return Outcome(
                 "reject",
-                f"HTTP 401: {response.text()} (check {API_KEY_VARIABLE}: the project API key)",
+                f"HTTP 401: {response.text()} (check "
+                f"{PostHogSettings.variable('api_key').name}: the project API key)",
             )
         return default_outcome(response)

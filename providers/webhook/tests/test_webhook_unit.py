@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import pytest
-from tracking_webhook import tracking_provider_settings
 from tracking_webhook.fake import WebhookFake
 from tracking_webhook.provider import (
     WebhookProvider,
@@ -86,7 +85,7 @@ def test_webhook_reprs_hide_every_secret() -> None:
 
 
 def test_webhook_declares_its_settings() -> None:
-    settings = {s.name: s for s in tracking_provider_settings()}
+    settings = {s.name: s for s in WebhookSettings.describe()}
     assert settings["TRACKING_WEBHOOK_URL"].required
     assert settings["TRACKING_WEBHOOK_AUTH"].secret
     assert settings["TRACKING_WEBHOOK_SECRET"].secret

@@ -12,6 +12,3 @@ from .provider import WebhookProvider, WebhookSettings
 __all__ = ["WebhookProvider", "WebhookSettings", "plugin"]
 
 plugin = ProviderPlugin(WebhookProvider, WebhookSettings, fake="tracking_webhook.fake:destination")
-
-#: The declared variables, where earlier versions had the hook (tests/test_webhook_unit.py).
-tracking_provider_settings = plugin.tracking_provider_settings

@@ -1,15 +1,8 @@
-"""The webhook provider: Segment-format batches to any URL, signed per Standard Webhooks 1.0.
+"""The webhook: Segment-format batches to any URL, signed per Standard Webhooks 1.0.
 
-This module is the wire mapping only (settings, event -> message, request, response reading);
-batching, retries, backoff, 413 splits and the 410 stop are the core's (`tracking_core.http`).
-
-What is sent, for each batch (one ``POST`` to ``TRACKING_WEBHOOK_URL``)::
-
-    {"batch": [message, ...], "sentAt": "2026-01-15T10:00:02.123Z"}
-
-with Segment HTTP Tracking API messages (see `WebhookProvider.encode`) and, on every attempt,
-the headers ``webhook-id`` (the batch's id, the same on every retry), ``webhook-timestamp``
-(this attempt's Unix seconds) and, when ``TRACKING_WEBHOOK_SECRET`` is set,
+Each batch is one ``POST`` of ``{"batch": [message, ...], "sentAt": ...}`` (Segment HTTP Tracking
+API messages), with the headers ``webhook-id`` (the batch's id, the same on every retry),
+``webhook-timestamp`` (this attempt's Unix seconds) and, with a signing secret,
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``.
 """
 
@@ -29,38 +22,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tracking_core import (
-    DropReason,
-    SettingsError,
-    TrackingEvent,
-    TrackingIdentify,
-    __version__,
-    json_safe,
-)
+from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
+from tracking_core._version import __version__
 from tracking_core.event import usable_id
-from tracking_core.http import (
-    HttpProvider,
-    HttpRequest,
-    HttpResponse,
-    Outcome,
-    SkipItem,
-    WireItem,
-    default_outcome,
-    join_json,
-)
+from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
+from tracking_core.http.wire import default_outcome, join_json
 from tracking_core.kit import ProviderSettings, endpoint, integer, var
 
-__all__ = [
-    "AUTH_VAR",
-    "SECRET_VAR",
-    "URL_VAR",
-    "WebhookProvider",
-    "WebhookSettings",
-    "anonymous_id_for",
-    "format_timestamp",
-    "sign",
-    "signing_key",
-]
+__all__ = ["WebhookProvider", "WebhookSettings", "anonymous_id_for", "sign", "signing_key"]
 
 #: The prefix of a Standard Webhooks symmetric secret (the rest is base64).
 SECRET_PREFIX = "whsec_"
@@ -84,15 +53,10 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 def signing_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret, ``whsec_<base64>``: the decoded bytes.
-
-    The remainder is standard base64 (``A-Z a-z 0-9 + /``), with or without its ``=``
-    padding: exactly the forms that the reference verifiers (``standardwebhooks`` and ``svix``)
-    read as the same key from the same text, so a receiver verifies with the secret as it is.
-    Raises ValueError, whose message never holds the secret and says how to make a good one,
-    for anything else: raw text or a key without the prefix (those libraries would read other
-    bytes from it), the URL-safe alphabet, whitespace, or nothing after the prefix.
-    """
+    """The HMAC key of a Standard Webhooks secret, ``whsec_<standard base64>`` (``=`` padding
+    optional): the forms the reference verifiers (``standardwebhooks``, ``svix``) read as the
+    same key. Raises ValueError (never holding the secret; saying how to make a good one) for
+    anything else, which those libraries would read as other bytes or refuse."""
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(
             f"must be {SECRET_PREFIX} followed by a base64 key, the form Standard Webhooks "
@@ -214,12 +178,8 @@ class WebhookSettings(ProviderSettings):
             )
 
     def secrets(self) -> tuple[str, ...]:
-        """Every configured value that must never reach a log line.
-
-        Webhook URLs often carry credentials (``user:password@``, ``?token=``) or a token in
-        the path, so the URL, its user info, its query and its path are masked too: debug lines
-        show the host only.
-        """
+        """The secrets, and the parts of the URL a receiver may echo (user info, query, query
+        values, path: URLs often carry a token), longest first."""
         values: list[str] = [self.url]
         parts = urllib.parse.urlsplit(self.url)
         values += [parts.username or "", parts.password or "", parts.query]
@@ -237,12 +197,6 @@ class WebhookSettings(ProviderSettings):
         return tuple(sorted({v for v in values if v}, key=len, reverse=True))
 
 
-#: The variables' names, for messages (declared once, above).
-URL_VAR, AUTH_VAR, SECRET_VAR = (
-    WebhookSettings.variable(field).name for field in ("url", "auth", "secret")
-)
-
-
 class WebhookProvider(HttpProvider):
     """Sends events and identifies as Segment HTTP Tracking API batches to one URL.
 
@@ -252,12 +206,13 @@ class WebhookProvider(HttpProvider):
     """
 
     name = "webhook"
+    settings: WebhookSettings
 
     def __init__(
         self, settings: WebhookSettings, *, clock: Callable[[], float] = time.time
     ) -> None:
         """`clock` gives the Unix time of each attempt (``sentAt``, ``webhook-timestamp``)."""
-        self.settings = settings
+        super().__init__(settings)
         self._clock = clock
         self.max_events = settings.max_events
         self.max_request_bytes = settings.max_batch_bytes
@@ -266,14 +221,8 @@ class WebhookProvider(HttpProvider):
         )
 
     def encode(self, item: TrackingEvent | TrackingIdentify) -> WireItem:
-        """One Segment message.
-
-        An event becomes ``{"type": "track", "messageId": event_id, "event", "properties",
-        "userId"?, "anonymousId"?, "timestamp", "context"}``; an event with neither id gets the
-        `anonymous_id_for` its event id. An identify becomes ``{"type": "identify",
-        "messageId", "userId", "traits", "timestamp", "context"}``. Property values and traits
-        are converted by `tracking_core.json_safe`.
-        """
+        """One Segment ``track`` message (with neither id: `anonymous_id_for` its event id) or
+        ``identify`` message."""
         context = {"library": {"name": "tracking-core", "version": __version__}}
         if isinstance(item, TrackingIdentify):
             if usable_id(item.user_id) is None:
@@ -330,13 +279,14 @@ class WebhookProvider(HttpProvider):
             return Outcome(
                 "reject",
                 f"HTTP {status}: the receiver redirects, and redirects are not followed; "
-                f"set {URL_VAR} to the final URL",
+                f"set {WebhookSettings.variable('url').name} to the final URL",
             )
         if status in (501, 505):
             return Outcome("reject", f"HTTP {status}: {response.text()}")
         if status in (401, 403):
             return Outcome(
                 "reject",
-                f"HTTP {status} (check {AUTH_VAR} and {SECRET_VAR}): {response.text()}",
+                f"HTTP {status} (check {WebhookSettings.variable('auth').name} and "
+                f"{WebhookSettings.variable('secret').name}): {response.text()}",
             )
         return default_outcome(response)
