@@ -12,13 +12,17 @@ import contextvars
 import datetime as _dt
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .discovery import PluginReport
 from .engine import ProviderStats
 from .event import normalize_timestamp
 from .registry import arm_termination, runtime
 from .types import TrackingProvider
+
+if TYPE_CHECKING:
+    from .engine import BatchingProvider
+    from .http import HttpProvider
 
 __all__ = [
     "aflush_tracking",
@@ -160,11 +164,18 @@ def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
         _bad(f"identify() could not accept the call ({type(exc).__name__})")
 
 
-def register_tracking_provider(provider: TrackingProvider) -> None:
+def register_tracking_provider(
+    provider: TrackingProvider | HttpProvider | BatchingProvider,
+) -> None:
     """Add `provider` to the fan-out; a provider with the same name is replaced.
 
+    `provider` is a `TrackingProvider` (``name`` and ``track``), a
+    `tracking_core.http.HttpProvider` (a wire mapping: it needs no ``track``) or a batching
+    provider (``batch_limit`` and ``deliver_batch``, such as a `tracking_core.http.Sender`).
+
     Raises:
-        TypeError: the object has no str ``name`` or no callable ``track``.
+        TypeError: the object has no str ``name``, or neither a callable ``track`` nor the
+            batch methods.
         ValueError: its ``name`` is empty.
     """
     runtime().register(provider)
