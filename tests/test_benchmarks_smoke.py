@@ -1,4 +1,4 @@
-"""The peer benchmarks run (tiny, tracking-core only) so that they cannot rot.
+"""The peer benchmarks run (tiny: tracking-core and the stdlib floors) so that they cannot rot.
 
 Benchmarks are not tests: nothing here looks at a timing. It only checks that the driver ran
 every measurement and printed well-formed Markdown tables.
@@ -15,15 +15,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "benchmarks" / "peers" / "driver.py"
-CLIENTS = ["floor", "tracking-core-1", "tracking-core-4"]
+CLIENTS = ["floor", "floor-sender", "tracking-core-1", "tracking-core-4"]
+#: Each table and its rows: the floor in caller and asyncio, the floor sender in e2e, asyncio
+#: and flaky, tracking-core everywhere.
 TABLES = {
     "### Receiver capacity": 2,
     "### 1. Caller cost": 3,
-    "### 2. End to end": 2,
-    "### 3. Inside asyncio": 3,
-    "### 4. Stalled receiver": 2,
-    "### 5. Import and configure": 2,
+    "### 2. End to end": 3,
+    "### 3. Inside asyncio: a yield per event": 4,
+    "### 4. Inside asyncio: a yield per 100 events": 4,
+    "### 5. Stalled receiver": 2,
+    "### 6. A flaky destination": 3,
+    "### 7. Import and configure": 2,
 }
+TARGETS = "### tracking-core against the targets"
 
 
 def _tables(text: str) -> dict[str, list[list[str]]]:
@@ -39,7 +44,7 @@ def _tables(text: str) -> dict[str, list[list[str]]]:
     return tables
 
 
-pytestmark = pytest.mark.slow  # runs the peers benchmark driver (about 9 s)
+pytestmark = pytest.mark.slow  # runs the peers benchmark driver (about 20 s)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,10 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
             "1",
             "--capacity-seconds",
             "0.3",
+            "--flaky-cap",
+            "10",
+            "--flaky-settle",
+            "0.5",
             "--output",
             str(markdown),
         ],
@@ -105,4 +114,24 @@ def test_the_environment_and_the_targets_are_reported(output: str) -> None:
     assert "## Environment" in output
     assert "- Python: " in output
     assert "- packages: tracking-core " in output
-    assert "### tracking-core against the targets" in output
+    header, *rows = _tables(output)[TARGETS]
+    assert header == ["measurement", "target", "tracking-core", "met"]
+    assert all(len(row) == len(header) and row[3] in ("yes", "**no**") for row in rows), rows
+    measured = " ".join(row[0] for row in rows)
+    for what in ("a yield per 100", "floor sender", "flaky destination: lost", "discovery"):
+        assert what in measured or any(what in row[1] for row in rows), (what, rows)
+
+
+def test_the_flaky_table_pairs_healthy_and_flaky_runs(output: str) -> None:
+    header, *rows = _tables(output)["### 6. A flaky destination"]
+    assert header[1:5] == [
+        "healthy events/s",
+        "flaky events/s",
+        "flaky / healthy",
+        "before recovery",
+    ]
+    for row in rows:
+        assert row[3].endswith("%") and row[4].endswith("%"), row
+    floor_sender = next(row for row in rows if row[0].startswith("floor sender"))
+    lost = header.index("lost")
+    int(floor_sender[lost].replace(",", ""))  # a count, whatever it is

@@ -1,4 +1,4 @@
-"""What every ``run_*.py`` shares: the five measurements, run inside one fresh process.
+"""What every ``run_*.py`` shares: the measurements, each run inside one fresh process.
 
 A runner defines a `Client` (how to configure one analytics client against the receiver, call
 its ``track``, flush it and shut it down) and calls `main`. Each invocation measures one mode
@@ -10,9 +10,15 @@ and prints one JSON line on standard output:
   returned and the receiver confirmed every event; peak RSS.
 - ``asyncio``: a 1 ms ticker's worst lateness while a coroutine tracks N events (yielding to the
   loop after each call) and then awaits the flush in a worker thread.
+- ``asyncio100``: the same, yielding once per 100 calls.
 - ``stalled``: against a receiver that accepts and never answers: the slowest ``track()``, how
   long ``flush(timeout)`` and ``shutdown()`` take to return (each capped: a call still blocked at
   the cap is reported as ``null`` and left behind).
+- ``flaky``: like ``e2e``, against a destination that answers after 2 ms (``--answers
+  healthy``) or that also fails 30 % of the requests with 503 (``--answers flaky``): events/s
+  until every event was confirmed or the client's flush returned and the counts stopped moving
+  (or ``--flaky-cap`` passed); then the destination recovers, the client is flushed and shut
+  down, and what never arrived is *lost*.
 - ``import``: ``python -X importtime`` of importing the client, plus configuring it, in fresh
   interpreters (median of several).
 
@@ -34,9 +40,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "TRACKING_CORE_DISTRIBUTIONS",
     "Client",
     "Setup",
     "TrackCall",
@@ -51,7 +58,16 @@ TrackCall = Callable[[str, dict[str, Any], str], None]
 EVENT_NAME = "Purchase"
 #: The users the events are spread over (ids of at least 5 characters: Amplitude's minimum).
 USERS = [f"user-{i:05d}" for i in range(1000)]
-MODES = ("caller", "e2e", "asyncio", "stalled", "import")
+MODES = ("caller", "e2e", "asyncio", "asyncio100", "stalled", "flaky", "import")
+#: tracking-core's distributions (its runner reports their versions, the driver too).
+TRACKING_CORE_DISTRIBUTIONS = (
+    "tracking-core",
+    "tracking-posthog",
+    "tracking-mixpanel",
+    "tracking-amplitude",
+    "tracking-webhook",
+    "httpx",
+)
 
 
 def properties(i: int) -> dict[str, Any]:
@@ -97,6 +113,10 @@ class Client:
     modes: tuple[str, ...] = MODES
     #: Whether ``flush`` takes a timeout (otherwise it is only capped by the runner).
     flush_has_timeout = True
+    #: For ``import`` mode: the import statement, and the code that creates the client
+    #: (``{url}`` is replaced by the receiver's URL, quoted).
+    import_statement = ""
+    configure_template = ""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Client-specific command-line options."""
@@ -114,7 +134,7 @@ class Client:
 
     def import_code(self, url: str) -> tuple[str, str]:
         """Python source of (importing the client, configuring it) for ``import`` mode."""
-        raise NotImplementedError
+        return self.import_statement, self.configure_template.format(url=repr(url))
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -134,15 +154,15 @@ def percentile(sorted_samples: Sequence[float], q: float) -> float:
     return sorted_samples[min(len(sorted_samples) - 1, int(len(sorted_samples) * q))]
 
 
-def receiver_counts(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "/__count", timeout=10) as answer:
+def receiver_counts(url: str, command: str = "count") -> dict[str, Any]:
+    """The receiver's counts (``count``), or its answer to ``reset`` or ``recover``."""
+    with urllib.request.urlopen(f"{url}/__{command}", timeout=10) as answer:
         counts: dict[str, Any] = json.load(answer)
     return counts
 
 
 def reset_receiver(url: str) -> None:
-    with urllib.request.urlopen(url + "/__reset", timeout=10) as answer:
-        answer.read()
+    receiver_counts(url, "reset")
 
 
 def unique_counts(url: str, vendors: Sequence[str]) -> dict[str, int]:
@@ -150,26 +170,38 @@ def unique_counts(url: str, vendors: Sequence[str]) -> dict[str, int]:
     return {vendor: int(seen.get(vendor, {}).get("unique", 0)) for vendor in vendors}
 
 
+class Confirmed(NamedTuple):
+    """What `wait_confirmed` saw: whether every vendor got every event, the distinct events per
+    vendor, and when (``time.perf_counter()``) it last looked and the counts last changed."""
+
+    all: bool
+    counts: dict[str, int]
+    at: float
+    changed_at: float
+
+
 def wait_confirmed(
     url: str, vendors: Sequence[str], expected: int, timeout: float, settle: float = 1.0
-) -> tuple[bool, dict[str, int], float]:
+) -> Confirmed:
     """Poll the receiver until every vendor has `expected` distinct events, or until `timeout`
-    passes, or (when some are missing) until the counts stopped moving for `settle` seconds.
-
-    Returns (all confirmed, counts, time.perf_counter() when last checked)."""
+    passes, or (when some are missing) until the counts stopped moving for `settle` seconds."""
     deadline = time.perf_counter() + timeout
     last: dict[str, int] = {}
     last_change = time.perf_counter()
     while True:
         counts = unique_counts(url, vendors)
         now = time.perf_counter()
-        if all(counts[v] >= expected for v in vendors):
-            return True, counts, now
         if counts != last:
             last, last_change = counts, now
-        if now >= deadline or now - last_change >= settle:
-            return False, counts, now
+        done = all(counts[v] >= expected for v in vendors)
+        if done or now >= deadline or now - last_change >= settle:
+            return Confirmed(done, counts, now, last_change)
         time.sleep(0.01)
+
+
+def lost(expected: int, counts: dict[str, int]) -> int:
+    """Events some destination never got (summed over the destinations)."""
+    return sum(max(0, expected - count) for count in counts.values())
 
 
 def capped(function: Callable[[], object], cap: float) -> tuple[float | None, object]:
@@ -222,6 +254,11 @@ class GcWatch:
         }
 
 
+def requests(counts: dict[str, Any], key: str = "requests") -> int:
+    """Requests the receiver got (or, with ``key="failed"``, answered 503), all vendors."""
+    return sum(int(vendor.get(key, 0)) for vendor in counts["vendors"].values())
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -239,7 +276,7 @@ def warm_up(setup: Setup, client: Client, url: str) -> None:
 
 
 def run_caller(client: Client, args: argparse.Namespace) -> dict[str, Any]:
-    setup = client.setup(args.url, "caller", args.events)
+    setup = client.setup(args.destination, args.mode, args.events)
     warm_up(setup, client, args.url)
     n = args.events
     props = [properties(i) for i in range(n)]
@@ -257,10 +294,10 @@ def run_caller(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     shutdown_s, _ = capped(setup.shutdown, 120.0)
     result: dict[str, Any] = {}
     if client.vendors:
-        confirmed, counts, _ = wait_confirmed(args.url, client.vendors, n, timeout=60.0)
-        result["confirmed"] = confirmed
-        result["received"] = counts
-        result["dropped"] = sum(max(0, n - count) for count in counts.values())
+        seen = wait_confirmed(args.url, client.vendors, n, timeout=60.0)
+        result["confirmed"] = seen.all
+        result["received"] = seen.counts
+        result["dropped"] = lost(n, seen.counts)
     result.update(watch.summary())
     result["max_index"] = max(range(n), key=samples.__getitem__)
     samples.sort()
@@ -279,7 +316,7 @@ def run_caller(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_e2e(client: Client, args: argparse.Namespace) -> dict[str, Any]:
-    setup = client.setup(args.url, "e2e", args.events)
+    setup = client.setup(args.destination, args.mode, args.events)
     warm_up(setup, client, args.url)
     n = args.events
     track = setup.track
@@ -289,12 +326,11 @@ def run_e2e(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     for i in range(n):
         track(EVENT_NAME, properties(i), USERS[i % len(USERS)])
     flushed_s, flushed = capped(lambda: setup.flush(300.0), 300.0)
-    confirmed, counts, t_end = wait_confirmed(args.url, client.vendors, n, timeout=120.0)
+    seen = wait_confirmed(args.url, client.vendors, n, timeout=120.0)
     cpu1 = time.process_time()
-    wall = t_end - t0
+    wall = seen.at - t0
     receiver_after = receiver_counts(args.url)
     capped(setup.shutdown, 60.0)
-    requests = sum(int(v["requests"]) for v in receiver_after["vendors"].values())
     return {
         "events_per_s": n / wall,
         "cpu_per_10k": (cpu1 - cpu0) / n * 10_000,
@@ -302,9 +338,9 @@ def run_e2e(client: Client, args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": wall,
         "flush_returned": flushed_s is not None,
         "flush_result": flushed,
-        "confirmed": confirmed,
-        "received": counts,
-        "requests": requests,
+        "confirmed": seen.all,
+        "received": seen.counts,
+        "requests": requests(receiver_after),
         "receiver_cpu_s": receiver_after["cpu"] - receiver_before["cpu"],
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -313,9 +349,10 @@ def run_e2e(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 def run_asyncio(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
 
-    setup = client.setup(args.url, "asyncio", args.events)
+    setup = client.setup(args.destination, args.mode, args.events)
     warm_up(setup, client, args.url)
     n = args.events
+    every = 100 if args.mode == "asyncio100" else 1  # calls between two yields to the loop
     track = setup.track
     lateness: list[float] = []
 
@@ -335,13 +372,13 @@ def run_asyncio(client: Client, args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         for i in range(n):
             track(EVENT_NAME, properties(i), USERS[i % len(USERS)])
-            await asyncio.sleep(0)  # one event per handler: let the loop run between calls
+            if (i + 1) % every == 0:  # as `every` events per handler: the loop runs in between
+                await asyncio.sleep(0)
         await asyncio.to_thread(capped, lambda: setup.flush(120.0), 120.0)
         confirmed = True
         if client.vendors:
-            confirmed, _, _ = await asyncio.to_thread(
-                wait_confirmed, args.url, client.vendors, n, 60.0
-            )
+            seen = await asyncio.to_thread(wait_confirmed, args.url, client.vendors, n, 60.0)
+            confirmed = seen.all
         wall = time.perf_counter() - t0
         stop.set()
         await tick
@@ -362,7 +399,7 @@ def run_asyncio(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_stalled(client: Client, args: argparse.Namespace) -> dict[str, Any]:
-    setup = client.setup(args.stall_url, "stalled", args.events)
+    setup = client.setup(args.destination, args.mode, args.events)
     n = args.events
     cap = args.cap
     samples: list[float] = []
@@ -399,6 +436,75 @@ def run_stalled(client: Client, args: argparse.Namespace) -> dict[str, Any]:
         "shutdown_s": shutdown_s,
         "shutdown_budget": setup.shutdown_budget,
         "cap_s": cap,
+    }
+
+
+def run_flaky(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    setup = client.setup(args.destination, args.mode, args.events)
+    warm_up(setup, client, args.url)
+    n = args.events
+    track = setup.track
+    calls = {"made": 0, "raised": 0}
+    stop = threading.Event()  # set at the cap: the calls not made by then are not made
+
+    def burst_then_flush() -> None:
+        for i in range(n):
+            if stop.is_set():
+                break
+            try:
+                track(EVENT_NAME, properties(i), USERS[i % len(USERS)])
+            except Exception:  # a client that raises into its caller when sending fails
+                calls["raised"] += 1
+            calls["made"] += 1
+        try:  # given as long as the run may wait for it (the cap, then the recovery)
+            setup.flush(args.flaky_cap + args.cap)
+        except Exception:  # the same, from flush(); what it holds is sent again at shutdown
+            calls["raised"] += 1
+
+    receiver_before = receiver_counts(args.url)
+    gc.collect()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    work = threading.Thread(target=burst_then_flush, daemon=True)
+    work.start()
+    work.join(args.flaky_cap)
+    capped_at = args.flaky_cap if work.is_alive() else None
+    # Until every event is confirmed, or (the flush having returned) the counts stop moving;
+    # this thread's CPU (polling the receiver) is not the client's.
+    polling0 = time.thread_time()
+    seen = wait_confirmed(
+        args.url,
+        client.vendors,
+        n,
+        timeout=0.0 if capped_at else args.flaky_cap,
+        settle=args.flaky_settle,
+    )
+    cpu1 = time.process_time() - (time.thread_time() - polling0)
+    made_by_then = max(1, calls["made"])
+    wall = (seen.at if seen.all or capped_at else seen.changed_at) - t0
+    delivered = sum(seen.counts.values()) / len(client.vendors)
+    # The destination recovers: whatever the client still holds may now arrive.
+    stop.set()
+    receiver_counts(args.url, "recover")
+    work.join(args.cap)
+    shutdown_s, _ = capped(setup.shutdown, args.cap)
+    made = calls["made"]
+    final = wait_confirmed(args.url, client.vendors, made, timeout=args.cap, settle=1.0)
+    receiver_after = receiver_counts(args.url)
+    return {
+        "events_per_s": delivered / wall,
+        "cpu_per_10k": (cpu1 - cpu0) / made_by_then * 10_000,
+        "wall_s": wall,
+        "capped_at_s": capped_at,
+        "calls_made": made,
+        "calls_raised": calls["raised"],
+        "confirmed": seen.all,
+        "delivered": delivered,
+        "lost": lost(made, final.counts),
+        "flush_returned_after_recovery": not work.is_alive(),
+        "shutdown_s": shutdown_s,
+        "requests": requests(receiver_after) - requests(receiver_before),
+        "failed_requests": requests(receiver_after, "failed") - requests(receiver_before, "failed"),
+        "answers": args.answers,
     }
 
 
@@ -490,8 +596,19 @@ def main(client: Client, argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--url", required=True, help="the receiver's base URL")
     parser.add_argument("--stall-url", help="the stalling receiver's base URL (stalled mode)")
+    parser.add_argument("--slow-url", help="the receiver's 2 ms port (flaky mode, healthy)")
+    parser.add_argument("--flaky-url", help="the receiver's failing port (flaky mode)")
+    parser.add_argument("--answers", choices=("healthy", "flaky"), default="flaky")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--cap", type=float, default=30.0, help="longest wait for a blocked call")
+    parser.add_argument("--flaky-cap", type=float, default=60.0, help="longest flaky run")
+    parser.add_argument(
+        "--flaky-settle",
+        type=float,
+        default=12.0,
+        help="flaky mode: how long the counts must stand still before it ends (a client may "
+        "retry at its next periodic flush, amplitude's after 10 s)",
+    )
     parser.add_argument("--flush-timeout", type=float, default=5.0)
     parser.add_argument("--import-repeat", type=int, default=5)
     client.add_arguments(parser)
@@ -501,16 +618,19 @@ def main(client: Client, argv: Sequence[str] | None = None) -> None:
     if args.mode not in client.modes:
         result["skipped"] = True
     else:
-        url = args.stall_url if args.mode == "stalled" else args.url
-        if url is None:
-            parser.error("--stall-url is required in stalled mode")
+        flaky_url = args.slow_url if args.answers == "healthy" else args.flaky_url
+        args.destination = {"stalled": args.stall_url, "flaky": flaky_url}.get(args.mode, args.url)
+        if args.destination is None:
+            parser.error(f"{args.mode} mode needs the receiver's URL for it")
         if args.mode != "import":
-            os.environ.update(client.environment(url, args.mode))
+            os.environ.update(client.environment(args.destination, args.mode))
         runner = {
             "caller": run_caller,
             "e2e": run_e2e,
             "asyncio": run_asyncio,
+            "asyncio100": run_asyncio,
             "stalled": run_stalled,
+            "flaky": run_flaky,
             "import": run_import,
         }[args.mode]
         result.update(runner(client, args))

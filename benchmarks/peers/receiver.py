@@ -17,27 +17,39 @@ Bodies may be gzipped (``Content-Encoding: gzip``), chunked, JSON or (Mixpanel's
 counts (``{"vendors": {name: {"unique", "total", "requests"}}, "unknown": n, "cpu": s}``, where
 ``cpu`` is this process's CPU seconds so far); ``GET /__reset`` clears them.
 
-A second port *stalls*: it accepts connections and reads requests but never answers.
+Three more ports serve the same routes and counts:
 
-    python benchmarks/peers/receiver.py
+- *stall*: accepts connections and reads requests but never answers;
+- *slow*: answers every request after ``--answer-delay`` seconds (2 ms): a healthy destination
+  a little farther away;
+- *flaky*: answers after the same delay, and answers 503 (the events not counted) to a random
+  ``--fail-rate`` (30 %) of the requests, drawn from ``random.Random(--seed)``, so that two runs
+  fail the same sequence of requests. ``GET /__recover`` (on any port) makes it answer
+  everything from then on, until the next ``/__reset``, which also restarts the random
+  sequence. Requests answered 503 are counted per vendor as ``failed``.
 
-prints one JSON line ``{"url": ..., "stall_url": ...}`` and serves until its standard input is
-closed.
+    python benchmarks/peers/receiver.py [--answer-delay 0.002] [--fail-rate 0.3] [--seed 1]
+
+prints one JSON line ``{"url", "stall_url", "slow_url", "flaky_url"}`` and serves until its
+standard input is closed.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import gzip
 import json
+import random
 import socket
 import sys
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Counts", "serve"]
+__all__ = ["Counts", "Faults", "serve"]
 
 _ROUTES = {
     "/batch/": "posthog",
@@ -56,21 +68,24 @@ _MAX_HEADER = 64 * 1024
 
 
 class Counts:
-    """Events seen per vendor: distinct dedupe ids, total items and requests."""
+    """Events seen per vendor: distinct dedupe ids, total items, requests (all of them) and
+    failed requests (answered 503 by the flaky port; their events are not counted)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.ids: dict[str, set[str]] = {}
         self.total: dict[str, int] = {}
         self.requests: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
         self.unknown = 0
         self.anonymous = 0
 
-    def reset(self) -> None:
-        self.ids = {}
-        self.total = {}
-        self.requests = {}
-        self.unknown = 0
-        self.anonymous = 0
+    def fail(self, vendor: str) -> None:
+        self.ids.setdefault(vendor, set())
+        self.requests[vendor] = self.requests.get(vendor, 0) + 1
+        self.failed[vendor] = self.failed.get(vendor, 0) + 1
 
     def add(self, vendor: str, ids: list[str | None]) -> None:
         seen = self.ids.setdefault(vendor, set())
@@ -88,6 +103,7 @@ class Counts:
                     "unique": len(ids),
                     "total": self.total.get(vendor, 0),
                     "requests": self.requests.get(vendor, 0),
+                    "failed": self.failed.get(vendor, 0),
                 }
                 for vendor, ids in self.ids.items()
             },
@@ -147,9 +163,9 @@ def _answer(vendor: str, count: int, size: int) -> bytes:
 
 
 def _response(status: int, body: bytes, close: bool) -> bytes:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}
     head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
     )
     if close:
@@ -157,10 +173,40 @@ def _response(status: int, body: bytes, close: bool) -> bytes:
     return head.encode("ascii") + b"\r\n" + body
 
 
+class Faults:
+    """The flaky port's failures: a seeded random share of the requests is answered 503."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.configured_rate = rate
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Fail at the configured rate again, from the start of the seeded sequence."""
+        self.rate = self.configured_rate
+        self.random = random.Random(self.seed)
+
+    def recover(self) -> None:
+        """Answer every request from now on (until the next `reset`)."""
+        self.rate = 0.0
+
+    def fails(self) -> bool:
+        return self.rate > 0 and self.random.random() < self.rate
+
+
+class Port(NamedTuple):
+    """How a port answers: never (`stall`), after `delay` seconds, and with 503s (`flaky`)."""
+
+    stall: bool = False
+    delay: float = 0.0
+    flaky: bool = False
+
+
 class _Protocol(asyncio.Protocol):
-    def __init__(self, counts: Counts, stall: bool) -> None:
+    def __init__(self, counts: Counts, faults: Faults, port: Port) -> None:
         self.counts = counts
-        self.stall = stall
+        self.faults = faults
+        self.port = port
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
 
@@ -202,14 +248,22 @@ class _Protocol(asyncio.Protocol):
                 return False
             body, consumed = bytes(self.buffer[start : start + length]), start + length
         del self.buffer[:consumed]
-        if self.stall:
+        if self.port.stall:
             return True  # read it, never answer
         close = headers.get("connection", "").lower() == "close"
-        assert self.transport is not None
-        self.transport.write(self._handle(method, target, headers, body, close))
+        answer = self._handle(method, target, headers, body, close)
+        if self.port.delay > 0:
+            asyncio.get_running_loop().call_later(self.port.delay, self._write, answer, close)
+        else:
+            self._write(answer, close)
+        return True
+
+    def _write(self, answer: bytes, close: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return  # the client hung up while the answer was delayed
+        self.transport.write(answer)
         if close:
             self._close()
-        return True
 
     def _chunked(self, start: int) -> tuple[bytes, int] | None:
         body = bytearray()
@@ -238,11 +292,18 @@ class _Protocol(asyncio.Protocol):
             return _response(200, json.dumps(self.counts.snapshot()).encode(), close)
         if method == "GET" and path == "/__reset":
             self.counts.reset()
+            self.faults.reset()
+            return _response(200, b"{}", close)
+        if method == "GET" and path == "/__recover":
+            self.faults.recover()
             return _response(200, b"{}", close)
         vendor = _ROUTES.get(path)
         if vendor is None or method != "POST":
             self.counts.unknown += 1
             return _response(404, b'{"error": "unknown path"}', close)
+        if self.port.flaky and self.faults.fails():
+            self.counts.fail(vendor)
+            return _response(503, b'{"error": "unavailable, try again"}', close)
         try:
             if headers.get("content-encoding", "").lower() == "gzip":
                 body = gzip.decompress(body)
@@ -261,37 +322,75 @@ class _Protocol(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(ready: asyncio.Future[tuple[str, str]], stop: asyncio.Event) -> None:
-    """Serve on two free loopback ports until `stop` is set; `ready` gets their base URLs."""
+async def serve(
+    ready: asyncio.Future[dict[str, str]],
+    stop: asyncio.Event,
+    answer_delay: float = 0.002,
+    fail_rate: float = 0.3,
+    seed: int = 1,
+) -> None:
+    """Serve on four free loopback ports until `stop` is set; `ready` gets their base URLs
+    (``url``, ``stall_url``, ``slow_url``, ``flaky_url``)."""
     loop = asyncio.get_running_loop()
     counts = Counts()
-    server = await loop.create_server(
-        lambda: _Protocol(counts, stall=False), "127.0.0.1", 0, backlog=1024
+    faults = Faults(fail_rate, seed)
+    ports = {
+        "url": Port(),
+        "stall_url": Port(stall=True),
+        "slow_url": Port(delay=answer_delay),
+        "flaky_url": Port(delay=answer_delay, flaky=True),
+    }
+    servers = {
+        name: await loop.create_server(
+            functools.partial(_Protocol, counts, faults, port), "127.0.0.1", 0, backlog=1024
+        )
+        for name, port in ports.items()
+    }
+    ready.set_result(
+        {
+            name: f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            for name, server in servers.items()
+        }
     )
-    stall = await loop.create_server(
-        lambda: _Protocol(counts, stall=True), "127.0.0.1", 0, backlog=1024
-    )
-    urls = tuple(f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in (server, stall))
-    ready.set_result((urls[0], urls[1]))
-    async with server, stall:
+    try:
         await stop.wait()
+    finally:
+        for server in servers.values():
+            server.close()
 
 
-async def _main() -> None:
+async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    ready: asyncio.Future[tuple[str, str]] = loop.create_future()
+    ready: asyncio.Future[dict[str, str]] = loop.create_future()
     stop = asyncio.Event()
 
     def watch_stdin() -> None:
         sys.stdin.read()
         loop.call_soon_threadsafe(stop.set)
 
-    task = asyncio.create_task(serve(ready, stop))
-    url, stall_url = await ready
-    print(json.dumps({"url": url, "stall_url": stall_url}), flush=True)
+    task = asyncio.create_task(serve(ready, stop, args.answer_delay, args.fail_rate, args.seed))
+    print(json.dumps(await ready), flush=True)
     threading.Thread(target=watch_stdin, daemon=True).start()
     await task
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.002,
+        help="seconds before the slow and flaky ports answer (0.002)",
+    )
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.3,
+        help="share of the flaky port's requests answered 503 (0.3)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the flaky port's random seed (1)")
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    asyncio.run(_main())
+    asyncio.run(_main(_arguments()))

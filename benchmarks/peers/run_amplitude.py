@@ -20,6 +20,11 @@ class Amplitude(Client):
     label = "amplitude"
     distributions = ("amplitude-analytics",)
     vendors = ("amplitude",)
+    import_statement = "import amplitude"
+    configure_template = (
+        f"client = amplitude.Amplitude({API_KEY!r}, "
+        "amplitude.Config(server_url={url} + '/2/httpapi'))"
+    )
 
     def setup(self, url: str, mode: str, events: int) -> Setup:
         import concurrent.futures
@@ -47,13 +52,6 @@ class Amplitude(Client):
             return not pending
 
         return Setup(track, flush, client.shutdown)
-
-    def import_code(self, url: str) -> tuple[str, str]:
-        return (
-            "import amplitude",
-            f"client = amplitude.Amplitude({API_KEY!r}, "
-            f"amplitude.Config(server_url={url + '/2/httpapi'!r}))",
-        )
 
 
 if __name__ == "__main__":

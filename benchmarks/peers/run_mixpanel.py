@@ -4,7 +4,9 @@
 the ``track()`` call that fills the buffer). ``--consumer default``: the SDK's default
 ``Consumer``, one HTTP request per ``track()``, on the caller's thread. Neither has a background
 thread, a flush timeout or a shutdown: ``flush()`` sends what is buffered (the runner caps it)
-and stands in for shutdown too.
+and stands in for shutdown too. When a request fails after the SDK's retries, the ``track()``
+(or ``flush()``) call that sent it raises ``MixpanelException``; the buffer keeps the batch and
+the next call that sends tries it again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Mixpanel(Client):
     distributions = ("mixpanel", "requests", "urllib3")
     vendors = ("mixpanel",)
     flush_has_timeout = False
+    import_statement = "import mixpanel"
 
     def __init__(self) -> None:
         self.buffered = True
@@ -32,12 +35,11 @@ class Mixpanel(Client):
     def configure(self, args: argparse.Namespace) -> None:
         self.buffered = args.consumer == "buffered"
         self.label = "mixpanel (BufferedConsumer)" if self.buffered else "mixpanel (Consumer)"
-
-    def _consumer_code(self, url: str) -> str:
         kind = "BufferedConsumer" if self.buffered else "Consumer"
-        return (
-            f"mixpanel.{kind}(events_url={url + '/track'!r}, "
-            f"people_url={url + '/engage'!r}, import_url={url + '/import'!r})"
+        self.configure_template = (
+            f"client = mixpanel.Mixpanel({TOKEN!r}, consumer=mixpanel.{kind}("
+            "events_url={url} + '/track', people_url={url} + '/engage', "
+            "import_url={url} + '/import'))"
         )
 
     def setup(self, url: str, mode: str, events: int) -> Setup:
@@ -48,6 +50,10 @@ class Mixpanel(Client):
         consumer: Any = (
             mixpanel.BufferedConsumer(**urls) if self.buffered else mixpanel.Consumer(**urls)
         )
+        # The SDK mounts its retrying adapter (4 retries of 5xx, backoff 0.25 s) for https://
+        # only; the receiver speaks http://, so mount it there too, as against the real API.
+        session = (consumer._consumer if self.buffered else consumer)._session
+        session.mount("http://", session.get_adapter("https://api.mixpanel.com"))
         client = mixpanel.Mixpanel(TOKEN, consumer=consumer)
         mixpanel_track = client.track
 
@@ -62,12 +68,6 @@ class Mixpanel(Client):
             flush(0.0)
 
         return Setup(track, flush, shutdown, "none (no shutdown; flush() again)")
-
-    def import_code(self, url: str) -> tuple[str, str]:
-        return (
-            "import mixpanel",
-            f"client = mixpanel.Mixpanel({TOKEN!r}, consumer={self._consumer_code(url)})",
-        )
 
 
 if __name__ == "__main__":

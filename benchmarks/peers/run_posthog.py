@@ -1,8 +1,8 @@
 """Runner: the PostHog SDK (``posthog``), default settings, ``host`` = the receiver.
 
-Events go to ``POST {host}/batch/``. In the e2e mode only, ``max_queue_size`` is raised to hold
-the whole run (by default the SDK drops events past 10,000 queued, and e2e measures throughput,
-not drops).
+Events go to ``POST {host}/batch/``. In the e2e and flaky modes only, ``max_queue_size`` is
+raised to hold the whole run (by default the SDK drops events past 10,000 queued, and those modes
+measure throughput and what retries do, not queue drops).
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ class PostHog(Client):
     label = "posthog"
     distributions = ("posthog", "requests", "urllib3")
     vendors = ("posthog",)
+    import_statement = "import posthog"
+    configure_template = f"client = posthog.Posthog({API_KEY!r}, host={{url}})"
 
     def setup(self, url: str, mode: str, events: int) -> Setup:
         posthog = sdk("posthog")
 
         options: dict[str, Any] = {"host": url}
-        if mode == "e2e":
+        if mode in ("e2e", "flaky"):
             options["max_queue_size"] = 2 * events
         client = posthog.Posthog(API_KEY, **options)
         capture = client.capture
@@ -35,9 +37,6 @@ class PostHog(Client):
             client.flush(timeout_seconds=timeout)
 
         return Setup(track, flush, client.shutdown)
-
-    def import_code(self, url: str) -> tuple[str, str]:
-        return "import posthog", f"client = posthog.Posthog({API_KEY!r}, host={url!r})"
 
 
 if __name__ == "__main__":

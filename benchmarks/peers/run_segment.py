@@ -2,8 +2,8 @@
 receiver.
 
 Events go to ``POST {host}/v1/batch``. ``flush()`` takes no timeout (it waits for the queue to
-drain); the runner caps it. In the e2e mode only, ``max_queue_size`` is raised to hold the whole
-run (the default drops events past 10,000 queued).
+drain); the runner caps it. In the e2e and flaky modes only, ``max_queue_size`` is raised to
+hold the whole run (the default drops events past 10,000 queued).
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ class Segment(Client):
     distributions = ("segment-analytics-python", "requests", "urllib3")
     vendors = ("segment",)
     flush_has_timeout = False
+    import_statement = "from segment.analytics import Client"
+    configure_template = f"client = Client({WRITE_KEY!r}, host={{url}})"
 
     def setup(self, url: str, mode: str, events: int) -> Setup:
         segment_client = sdk("segment.analytics").Client
 
         options: dict[str, Any] = {"host": url}
-        if mode == "e2e":
+        if mode in ("e2e", "flaky"):
             options["max_queue_size"] = 2 * events
         client = segment_client(WRITE_KEY, **options)
         segment_track = client.track
@@ -37,12 +39,6 @@ class Segment(Client):
             client.flush()  # no timeout in this API
 
         return Setup(track, flush, client.shutdown)
-
-    def import_code(self, url: str) -> tuple[str, str]:
-        return (
-            "from segment.analytics import Client",
-            f"client = Client({WRITE_KEY!r}, host={url!r})",
-        )
 
 
 if __name__ == "__main__":

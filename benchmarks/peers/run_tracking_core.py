@@ -12,21 +12,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common import Client, Setup, main
+from common import TRACKING_CORE_DISTRIBUTIONS, Client, Setup, main
 
 _ONE = ("posthog",)
 _FOUR = ("posthog", "mixpanel", "amplitude", "webhook")
 
 
 class TrackingCore(Client):
-    distributions = (
-        "tracking-core",
-        "tracking-posthog",
-        "tracking-mixpanel",
-        "tracking-amplitude",
-        "tracking-webhook",
-        "httpx",
-    )
+    distributions = TRACKING_CORE_DISTRIBUTIONS
+    import_statement = "import tracking_core"
+    configure_template = "tracking_core.discover_tracking_providers()"
 
     def __init__(self) -> None:
         self.providers: tuple[str, ...] = _ONE
@@ -87,9 +82,6 @@ class TrackingCore(Client):
             tracking_core.shutdown_tracking,
             f"{budget:g} s (TRACKING_SHUTDOWN_TIMEOUT)",
         )
-
-    def import_code(self, url: str) -> tuple[str, str]:
-        return "import tracking_core", "tracking_core.discover_tracking_providers()"
 
 
 if __name__ == "__main__":
