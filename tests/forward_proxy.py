@@ -23,7 +23,9 @@ import io
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+
+from .tcp_server import TcpServer
 
 __all__ = ["ForwardProxy", "ProxiedRequest"]
 
@@ -38,7 +40,7 @@ class ProxiedRequest:
     headers: Mapping[str, str]
 
 
-class ForwardProxy:
+class ForwardProxy(TcpServer):
     """A threaded forward proxy on 127.0.0.1 and a free port. Use as a context manager."""
 
     def __init__(
@@ -48,16 +50,11 @@ class ForwardProxy:
         refuse_connect: int | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__()
         self.require_auth = require_auth
         self.refuse_connect = refuse_connect
         self.tls = tls
         self.seen: list[ProxiedRequest] = []
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
 
     def url(self, credentials: str = "") -> str:
@@ -66,15 +63,8 @@ class ForwardProxy:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{userinfo}127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ForwardProxy:
-        self._spawn(self._accept_loop)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        self._stop.set()
+        self.stopping.set()
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
@@ -88,28 +78,13 @@ class ForwardProxy:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(10)
-            self._track(client)
-            self._spawn(self._serve, client)
-
-    def _serve(self, client: socket.socket) -> None:
+    def serve(self, client: socket.socket) -> None:
+        client.settimeout(10)
+        self._track(client)
         if self.tls is not None:
             try:
                 client = self.tls.wrap_socket(client, server_side=True)
@@ -119,7 +94,7 @@ class ForwardProxy:
             self._track(client)
         reader = client.makefile("rb")
         try:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 head = _read_head(reader)
                 if head is None:
                     return

@@ -77,19 +77,21 @@ def test_providers_json_reports_errors_and_allowlist() -> None:
     assert SECRET_KEY not in result.stdout + result.stderr
 
 
-def test_send_delivers_and_reports_each_provider(receiver: LoopbackReceiver) -> None:
-    result = tracking(
+def send_to_webhook(receiver: LoopbackReceiver, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tracking send "CLI Check" *args`` with the webhook provider alone, at `receiver`."""
+    return tracking(
         "send",
         "CLI Check",
-        "--prop",
-        "plan=pro",
-        "--prop",
-        "seats=3",
-        "--user-id",
-        "user-12345",
+        *args,
         TRACKING_PROVIDERS="webhook",
         TRACKING_WEBHOOK_URL=receiver.url + "/in",
         TRACKING_WEBHOOK_AUTH=SECRET_AUTH,
+    )
+
+
+def test_send_delivers_and_reports_each_provider(receiver: LoopbackReceiver) -> None:
+    result = send_to_webhook(
+        receiver, "--prop", "plan=pro", "--prop", "seats=3", "--user-id", "user-12345"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "webhook" in result.stdout and "delivered" in result.stdout and "200" in result.stdout
@@ -102,13 +104,7 @@ def test_send_delivers_and_reports_each_provider(receiver: LoopbackReceiver) -> 
 
 def test_send_exits_non_zero_when_a_provider_fails(receiver: LoopbackReceiver) -> None:
     receiver.responder = lambda request: Reply(500, {"error": "down"})
-    result = tracking(
-        "send",
-        "CLI Check",
-        TRACKING_PROVIDERS="webhook",
-        TRACKING_WEBHOOK_URL=receiver.url + "/in",
-        TRACKING_WEBHOOK_AUTH=SECRET_AUTH,
-    )
+    result = send_to_webhook(receiver)
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("webhook"))
     assert "dropped" in line and "500" in line and "retries_exhausted" in line

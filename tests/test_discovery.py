@@ -95,29 +95,33 @@ def tracking_register_providers(register, environ):
     raise RuntimeError("plugin bug")
 """
 
-# Accepts fewer arguments than the hookspec offers (pluggy allows it).
-ENV_ONLY = """
-from tracking_core import hookimpl
+#: A plugin module's start: a plain provider class `{cls}` called `{name}` that takes every
+#: event and identify and does nothing with them.
+NULL_PROVIDER = """
+from tracking_core import ProviderSetting, hookimpl
 
-class Quiet:
-    name = "quiet"
+class {cls}:
+    name = "{name}"
     def track(self, event):
         pass
+    def identify(self, user_id, traits):
+        pass
+"""
 
+# Accepts fewer arguments than the hookspec offers (pluggy allows it).
+ENV_ONLY = (
+    NULL_PROVIDER.format(cls="Quiet", name="quiet")
+    + """
 @hookimpl
 def tracking_register_providers(register):
     register(Quiet())
 """
+)
 
 # The hook's name misspelt (singular): pluggy's own check (`check_pending`) rejects it.
-TYPO = """
-from tracking_core import ProviderSetting, hookimpl
-
-class Typo:
-    name = "typo"
-    def track(self, event):
-        pass
-
+TYPO = (
+    NULL_PROVIDER.format(cls="Typo", name="typo")
+    + """
 @hookimpl
 def tracking_register_provider(register, environ):
     if environ.get("TYPO_KEY"):
@@ -127,6 +131,7 @@ def tracking_register_provider(register, environ):
 def tracking_provider_settings():
     return [ProviderSetting("TYPO_KEY", "enables typo", required=True, secret=True)]
 """
+)
 
 # An argument the hook does not pass: pluggy refuses the plugin when it is registered.
 WRONG_ARG = """
@@ -139,16 +144,9 @@ def tracking_register_providers(register, env):
 
 # Broken in ways the conformance suite must explain: enabled without its variables, and it
 # never sends anything (a plain provider that "delivers" by returning).
-SLOPPY = """
-from tracking_core import ProviderSetting, hookimpl
-
-class Sloppy:
-    name = "sloppy"
-    def track(self, event):
-        pass
-    def identify(self, user_id, traits):
-        pass
-
+SLOPPY = (
+    NULL_PROVIDER.format(cls="Sloppy", name="sloppy")
+    + """
 @hookimpl
 def tracking_register_providers(register, environ):
     register(Sloppy())
@@ -160,6 +158,7 @@ def tracking_provider_settings():
         ProviderSetting("SLOPPY_HOST", "base URL"),
     ]
 """
+)
 
 SLOPPY_CONFORMANCE = """
 from tracking_core.conformance import ProviderConformance
@@ -260,11 +259,21 @@ def test_configured_plugin_is_discovered_and_broken_ones_are_skipped(
     assert "provider plugin 'raising' is disabled: RuntimeError: plugin bug" in stderr
 
 
-def test_a_malformed_value_disables_only_that_plugin(plugin_venv: PluginVenv) -> None:
-    data, stderr = probe(plugin_venv, ACME_OUT="bad", TRACKING_PROVIDERS="acme,envonly")
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("bad", "ACME_OUT: must be a path"),  # SettingsError(variable, problem)
+        ("word", "ACME_OUT must name a file, not a word"),  # SettingsError(message)
+    ],
+    ids=["variable-and-problem", "message-alone"],
+)
+def test_a_malformed_value_disables_only_that_plugin(
+    plugin_venv: PluginVenv, value: str, error: str
+) -> None:
+    data, stderr = probe(plugin_venv, ACME_OUT=value, TRACKING_PROVIDERS="acme,envonly")
     assert data["providers"] == ["quiet"]
-    assert data["reports"]["acme"]["error"] == "ACME_OUT: must be a path"
-    assert "provider plugin 'acme' is disabled: ACME_OUT: must be a path" in stderr
+    assert data["reports"]["acme"]["error"] == error
+    assert f"provider plugin 'acme' is disabled: {error}" in stderr
 
 
 def test_tracking_providers_allowlist_and_unknown_names(
@@ -327,12 +336,6 @@ def test_a_hook_argument_the_hook_does_not_pass_is_the_plugins_error(
     assert "tracking_register_providers(register, env)" in error
     assert "no argument 'env' (it passes register, environ)" in error
     assert "provider plugin 'wrongarg' is invalid: " in stderr
-
-
-def test_settings_error_takes_a_message_alone(plugin_venv: PluginVenv) -> None:
-    data, stderr = probe(plugin_venv, ACME_OUT="word", TRACKING_PROVIDERS="acme")
-    assert data["reports"]["acme"]["error"] == "ACME_OUT must name a file, not a word"
-    assert "provider plugin 'acme' is disabled: ACME_OUT must name a file, not a word" in stderr
 
 
 def test_conformance_failures_say_what_was_expected_and_what_came(

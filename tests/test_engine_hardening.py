@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +22,7 @@ from tracking_core.http import HttpProvider, HttpRequest, WireItem
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
 from tracking_core.testing import RecordingProvider, configure_tracking, reset_tracking
 
-REPO = Path(__file__).resolve().parents[1]
+from .harness import Started, environment, run_python
 
 BASE_EXCEPTIONS: list[type[BaseException]] = [
     SystemExit,
@@ -217,18 +217,24 @@ def test_stats_list_the_discovered_providers_right_after_the_first_track(
 
 
 def _run(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "script.py"
-    path.write_text(textwrap.dedent(script))
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("TRACKING_")}
-    variables.update(PYTHONPATH=str(REPO), **env)
-    return subprocess.run(
-        [sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=variables,
-        cwd=tmp_path,
-    )
+    return run_python(script, cwd=tmp_path, env=environment((), {}, **env))
+
+
+#: A script's start: a batching provider posting each batch's event ids to `url`.
+SENDER = """
+import sys, time
+import tracking_core as tc
+from tracking_core.http import HttpProvider, HttpRequest, WireItem
+
+class Sender(HttpProvider):
+    name = "sender"
+    def encode(self, item):
+        return WireItem({{"id": item.event_id}})
+    def build_request(self, route, items, batch_id):
+        return HttpRequest({url!r}, b"[" + b",".join(items) + b"]")
+
+tc.register_tracking_provider(Sender())
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -281,27 +287,10 @@ def test_the_exit_log_says_exactly_what_arrived_what_was_dropped_and_what_is_in_
     # would have answered 200 later), 30 more wait behind it. Before the fix, the log called
     # all 80 "not delivered", or "none waiting (a provider is still busy)".
     with _in_flight_server() as server:
-        result = _run(
-            """
-            import logging
-            import tracking_core as tc
-            from tracking_core.http import HttpProvider, HttpRequest, WireItem
-
-            class Sender(HttpProvider):
-                name = "sender"
-                def encode(self, item):
-                    return WireItem({"id": item.event_id})
-                def build_request(self, route, items, batch_id):
-                    return HttpRequest(URL, b"[" + b",".join(items) + b"]")
-
-            tc.register_tracking_provider(Sender())
-            for i in range(80):
-                tc.track("Event", {"i": i})
-            """.replace("URL", repr(server.url + "/in")),
-            tmp_path,
-            TRACKING_SHUTDOWN_TIMEOUT="1",
-            TRACKING_FLUSH_INTERVAL="60",
+        script = (
+            SENDER.format(url=server.url + "/in") + "for i in range(80):\n    tc.track('Event')\n"
         )
+        result = _run(script, tmp_path, TRACKING_SHUTDOWN_TIMEOUT="1", TRACKING_FLUSH_INTERVAL="60")
         arrived = len(server.requests)
     assert result.returncode == 0, result.stderr
     assert arrived == 1  # the batch in flight did reach the destination
@@ -314,9 +303,14 @@ def test_the_exit_log_says_exactly_what_arrived_what_was_dropped_and_what_is_in_
     assert "none waiting" not in result.stderr
 
 
-def test_sigterm_to_a_plain_script_flushes_and_still_ends_as_killed_by_sigterm(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("handle_signals", "delivered"), [(None, 30), ("0", 0)], ids=["default", "handle-signals-off"]
+)
+def test_sigterm_to_a_plain_script_flushes_then_ends_as_killed_by_sigterm(
+    tmp_path: Path, handle_signals: str | None, delivered: int
 ) -> None:
+    # By default tracking-core's handler flushes, then ends the process the way the default
+    # action would; with TRACKING_HANDLE_SIGNALS=0 Python's default action ends it at once.
     received: list[str] = []
 
     def record(request: ReceivedRequest) -> Reply:
@@ -324,85 +318,18 @@ def test_sigterm_to_a_plain_script_flushes_and_still_ends_as_killed_by_sigterm(
         return Reply(200)
 
     with LoopbackReceiver(record) as server:
-        script = tmp_path / "script.py"
-        script.write_text(
-            textwrap.dedent(
-                """
-                import sys, time
-                import tracking_core as tc
-                from tracking_core.http import HttpProvider, HttpRequest, WireItem
-
-                class Sender(HttpProvider):
-                    name = "sender"
-                    def encode(self, item):
-                        return WireItem({"id": item.event_id})
-                    def build_request(self, route, items, batch_id):
-                        return HttpRequest(URL, b"[" + b",".join(items) + b"]")
-
-                tc.register_tracking_provider(Sender())
-                for i in range(30):
-                    tc.track("Event", {"i": i})
-                print("ready", flush=True)
-                time.sleep(60)
-                """
-            ).replace("URL", repr(server.url + "/in"))
+        script = SENDER.format(url=server.url + "/in")
+        script += "for i in range(30):\n    tc.track('Event')\nprint('ready', flush=True)\n"
+        (tmp_path / "script.py").write_text(script + "time.sleep(60)\n")
+        env = environment(
+            (), {}, TRACKING_FLUSH_INTERVAL="60", TRACKING_HANDLE_SIGNALS=handle_signals
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKING_")}
-        env.update(PYTHONPATH=str(REPO), TRACKING_FLUSH_INTERVAL="60")
-        process = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        process.terminate()
-        status = process.wait(30)
-    assert status == -15  # the default action, kept
-    assert len(received) == len(set(received)) == 30
-
-
-def test_tracking_handle_signals_off_leaves_sigterm_as_python_has_it(tmp_path: Path) -> None:
-    received: list[str] = []
-
-    def record(request: ReceivedRequest) -> Reply:
-        received.append(request.body.decode())
-        return Reply(200)
-
-    with LoopbackReceiver(record) as server:
-        script = tmp_path / "script.py"
-        script.write_text(
-            textwrap.dedent(
-                """
-                import time
-                import tracking_core as tc
-                from tracking_core.http import HttpProvider, HttpRequest, WireItem
-
-                class Sender(HttpProvider):
-                    name = "sender"
-                    def encode(self, item):
-                        return WireItem({"id": item.event_id})
-                    def build_request(self, route, items, batch_id):
-                        return HttpRequest(URL, b"[" + b",".join(items) + b"]")
-
-                tc.register_tracking_provider(Sender())
-                for i in range(30):
-                    tc.track("Event", {"i": i})
-                print("ready", flush=True)
-                time.sleep(60)
-                """
-            ).replace("URL", repr(server.url + "/in"))
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKING_")}
-        env.update(PYTHONPATH=str(REPO), TRACKING_FLUSH_INTERVAL="60", TRACKING_HANDLE_SIGNALS="0")
-        process = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        process.terminate()
-        status = process.wait(30)
+        with Started([sys.executable, "script.py"], cwd=tmp_path, env=env) as started:
+            started.wait_for_line("ready")
+            status, _ = started.stop(signal.SIGTERM, 30)
         time.sleep(0.2)
-    assert status == -15
-    assert received == []  # Python's default action: the process ended at once
+    assert status == -signal.SIGTERM  # the default action, kept
+    assert len(received) == len(set(received)) == delivered
 
 
 def test_lossy_conversions_are_counted_per_provider(loopback_receiver: LoopbackReceiver) -> None:

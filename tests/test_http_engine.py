@@ -32,7 +32,7 @@ from tracking_core.http import (
     parse_retry_after,
 )
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
-from tracking_core.testing import reset_tracking
+from tracking_core.testing import configure_tracking, reset_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk_live_SUPERSECRET_123456"
@@ -87,21 +87,20 @@ def ids_in(requests: Sequence[ReceivedRequest]) -> list[str]:
     return [item["id"] for request in requests for item in batch_of(request)]
 
 
+#: The engine settings these tests start from: batches sent on count or flush, quick retries.
+ENGINE_SETTINGS = {
+    "TRACKING_FLUSH_INTERVAL": "30",
+    "TRACKING_RETRY_BACKOFF": "0.01",
+    "TRACKING_RETRY_BACKOFF_MAX": "0.05",
+}
+
+
 @pytest.fixture
 def engine_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Set TRACKING_* variables (fast retries by default) and reset tracking to read them."""
-
-    def configure(**variables: str) -> None:
-        defaults = {
-            "TRACKING_FLUSH_INTERVAL": "30",
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            "TRACKING_RETRY_BACKOFF_MAX": "0.05",
-        }
-        for name, value in {**defaults, **variables}.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking()
-
-    yield configure
+    yield lambda **variables: configure_tracking(
+        monkeypatch, {**ENGINE_SETTINGS, **variables}, discover=False
+    )
     monkeypatch.undo()
     reset_tracking()
 
@@ -267,37 +266,39 @@ def test_an_event_over_the_item_limit_is_dropped_before_sending(
     assert tc.tracking_stats()["jsonbatch"].dropped == {"too_large": 1}
 
 
-def test_partial_rejection_drops_only_the_named_events(
-    engine_env: Callable[..., None], receiver: LoopbackReceiver
+@pytest.mark.parametrize(
+    ("answer", "events", "resent", "dropped", "retried"),
+    [
+        # Items 1 and 3 invalid, the rest must be resent.
+        (Outcome("retry", "invalid fields", retry_after=0, rejected=[1, 3]), 5, [0, 2, 4], 2, 3),
+        # Item 0 refused, 1 and 3 taken, only 2 to be resent.
+        (Outcome("retry", "throttled", retry_after=0, rejected=[0], retry_only=[2]), 4, [2], 1, 1),
+    ],
+    ids=["partial-rejection", "partial-success-retry-only"],
+)
+def test_a_partial_answer_drops_only_the_named_events_and_resends_just_those(
+    engine_env: Callable[..., None],
+    receiver: LoopbackReceiver,
+    answer: Outcome,
+    events: int,
+    resent: list[int],
+    dropped: int,
+    retried: int,
 ) -> None:
     engine_env()
-    # First answer: items 1 and 3 invalid, the rest must be resent; then all good.
-    answers = iter([Outcome("retry", "invalid fields", retry_after=0, rejected=[1, 3])])
+    # The first answer is `answer`; then all good.
+    answers = iter([answer])
     provider = JsonBatch(receiver.url, reader=lambda response: next(answers, Outcome("delivered")))
     tc.register_tracking_provider(provider)
-    for i in range(5):
+    for i in range(events):
         tc.track("e", {"i": i})
     assert tc.flush_tracking(10)
     first, second = receiver.requests
-    assert [i["props"]["i"] for i in batch_of(first)] == [0, 1, 2, 3, 4]
-    assert [i["props"]["i"] for i in batch_of(second)] == [0, 2, 4]
+    assert [i["props"]["i"] for i in batch_of(first)] == list(range(events))
+    assert [i["props"]["i"] for i in batch_of(second)] == resent
     stats = tc.tracking_stats()["jsonbatch"]
-    assert stats.delivered == 3 and stats.dropped == {"rejected": 2}
-
-
-def test_partial_success_with_retry_only_resends_just_those(
-    engine_env: Callable[..., None], receiver: LoopbackReceiver
-) -> None:
-    engine_env()
-    answers = iter([Outcome("retry", "throttled", retry_after=0, rejected=[0], retry_only=[2])])
-    provider = JsonBatch(receiver.url, reader=lambda r: next(answers, Outcome("delivered")))
-    tc.register_tracking_provider(provider)
-    for i in range(4):
-        tc.track("e", {"i": i})
-    assert tc.flush_tracking(10)
-    assert [i["props"]["i"] for i in batch_of(receiver.requests[1])] == [2]
-    stats = tc.tracking_stats()["jsonbatch"]
-    assert stats.delivered == 3 and stats.dropped == {"rejected": 1} and stats.retried == 1
+    assert stats.delivered == 3 and stats.dropped == {"rejected": dropped}
+    assert stats.retried == retried
 
 
 def test_other_4xx_are_not_retried(

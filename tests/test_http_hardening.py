@@ -35,19 +35,14 @@ import trustme
 
 import tracking_core as tc
 from tests.forward_proxy import ForwardProxy
-from tracking_core.http import (
-    HttpProvider,
-    HttpRequest,
-    HttpResponse,
-    Outcome,
-    WireItem,
-    default_outcome,
-    join_json,
-)
+from tests.tcp_server import TcpServer
+from tests.test_http_engine import ENGINE_SETTINGS
+from tracking_core.http import default_outcome, join_json
 from tracking_core.http.sender import Sender
+from tracking_core.http.wire import HttpProvider, HttpRequest, HttpResponse, Outcome, WireItem
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply, _Handler, _Server
 from tracking_core.registry import runtime
-from tracking_core.testing import reset_tracking
+from tracking_core.testing import configure_tracking, reset_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,17 +92,10 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     then tracking reset to read them."""
 
     def configure(**variables: str) -> None:
-        for name in NETWORK_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        defaults = {
-            "TRACKING_FLUSH_INTERVAL": "30",
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            "TRACKING_RETRY_BACKOFF_MAX": "0.05",
-            "TRACKING_CIRCUIT_THRESHOLD": "100",
-        }
-        for name, value in {**defaults, **variables}.items():
-            monkeypatch.setenv(name, value)
-        reset_tracking()
+        settings = {**ENGINE_SETTINGS, "TRACKING_CIRCUIT_THRESHOLD": "100", **variables}
+        configure_tracking(
+            monkeypatch, {**dict.fromkeys(NETWORK_VARIABLES), **settings}, discover=False
+        )
 
     yield configure
     tc.shutdown_tracking(2.0)
@@ -150,7 +138,7 @@ def send_one(url: str, timeout: float = 15.0) -> tuple[Probe, tc.ProviderStats, 
 Answer = Callable[[socket.socket, int], bool]
 
 
-class RawServer:
+class RawServer(TcpServer):
     """A threaded TCP server on 127.0.0.1 that reads each HTTP request (head and
     Content-Length body) and lets `answer(connection, request_number)` write the answer; the
     connection stays open for the next request when it returns True.
@@ -160,43 +148,16 @@ class RawServer:
     """
 
     def __init__(self, answer: Answer) -> None:
+        super().__init__()
         self.answer = answer
         self.requests = 0
-        self.connections = 0
         self.cut_short = 0
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> RawServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._thread.join(5)
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(30)
         with conn, conn.makefile("rb") as reader:

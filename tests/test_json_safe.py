@@ -29,6 +29,8 @@ from tracking_core.event import (
     set_conversion_sink,
 )
 
+from .awkward import ITEM_6, BothRaise, ClassRaises, StrRaises
+
 
 class Color(enum.Enum):
     RED = "red"
@@ -39,22 +41,6 @@ class Color(enum.Enum):
 class Point:
     x: int
     y: float
-
-
-class BadRepr:
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
-
-
-class OnlyRepr:
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
-
-    def __repr__(self) -> str:
-        return "<OnlyRepr>"
 
 
 class NoText:
@@ -84,77 +70,6 @@ class IntLike:
 
     def __index__(self) -> int:
         return 7
-
-
-# -- the six values of issue #10 item 6 ---------------------------------------------------------
-
-
-class FloatFloatRaises(float):
-    """A float subclass whose `__float__` raises."""
-
-    def __float__(self) -> float:
-        raise RuntimeError("no float")
-
-
-class RaisingTz(dt.tzinfo):
-    """A time zone whose offset cannot be had."""
-
-    def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
-        raise RuntimeError("no offset")
-
-    def dst(self, when: dt.datetime | None) -> dt.timedelta:
-        raise RuntimeError("no dst")
-
-    def tzname(self, when: dt.datetime | None) -> str:
-        return "BROKEN"
-
-
-class BytesBytesRaises(bytes):
-    """A bytes subclass whose `__bytes__` raises."""
-
-    def __bytes__(self) -> bytes:
-        raise RuntimeError("no bytes")
-
-
-class ClassRaises:
-    """An object whose `__class__` raises (so every `isinstance` check on it raises)."""
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        raise RuntimeError("no class")
-
-
-class ValueRaises(enum.Enum):
-    """An Enum whose `.value` raises."""
-
-    MEMBER = 1
-
-    @property
-    def value(self) -> Any:
-        raise RuntimeError("no value")
-
-
-def released_memoryview() -> memoryview:
-    view = memoryview(b"gone")
-    view.release()
-    return view
-
-
-#: (id, a factory of the bad value, what it becomes).
-ITEM_6: list[tuple[str, Callable[[], Any], Any]] = [
-    # A float subclass is read as the float it stores, like json.dumps does.
-    ("float-subclass-float-raises", lambda: FloatFloatRaises(2.5), 2.5),
-    (
-        "datetime-tzinfo-raises",
-        lambda: dt.datetime(2026, 1, 15, tzinfo=RaisingTz()),
-        "<unconvertible datetime>",
-    ),
-    ("memoryview-released", released_memoryview, "<unconvertible memoryview>"),
-    # A bytes subclass is read through the buffer it stores.
-    ("bytes-subclass-bytes-raises", lambda: BytesBytesRaises(b"caf\xc3\xa9"), "café"),
-    ("object-class-raises", ClassRaises, "<unconvertible ClassRaises>"),
-    ("enum-value-raises", lambda: ValueRaises.MEMBER, "<unconvertible ValueRaises>"),
-]
 
 
 @pytest.fixture
@@ -213,8 +128,8 @@ def test_conversion_table() -> None:
         (Point(1, float("nan")), {"x": 1, "y": None}),
         ({1: "a", None: "b", 2.5: "d"}, {"1": "a", "null": "b", "2.5": "d"}),
         ({True: "c", (1, 2): "e"}, {"true": "c", "[1, 2]": "e"}),
-        (BadRepr(), "<unconvertible BadRepr>"),
-        (OnlyRepr(), "<OnlyRepr>"),
+        (BothRaise(), "<unconvertible BothRaise>"),
+        (StrRaises(), "<StrRaises>"),
         (object, "<class 'object'>"),
         (NoText(), f"<{__name__}.NoText>"),
         (object(), "<builtins.object>"),
@@ -265,7 +180,7 @@ def test_every_lossy_conversion_reaches_the_sink_the_log_is_rate_limited(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tracking_core")
     for _ in range(3):
-        json_safe({"a": BadRepr(), "b": [BadRepr()]})
+        json_safe({"a": BothRaise(), "b": [BothRaise()]})
     assert sink == [UNCONVERTIBLE] * 6
     assert len([r for r in caplog.records if UNCONVERTIBLE in r.getMessage()]) == 1
 
@@ -274,9 +189,9 @@ def test_the_sink_belongs_to_its_thread(sink: list[str]) -> None:
     elsewhere: list[str] = []
 
     def convert() -> None:
-        json_safe({"a": BadRepr()})  # no sink in this thread
+        json_safe({"a": BothRaise()})  # no sink in this thread
         set_conversion_sink(elsewhere.append)
-        json_safe({"a": BadRepr(), 1: "x", "1": "y"})
+        json_safe({"a": BothRaise(), 1: "x", "1": "y"})
 
     worker = threading.Thread(target=convert)
     worker.start()
@@ -291,8 +206,8 @@ def test_a_raising_sink_changes_nothing() -> None:
 
     set_conversion_sink(broken)
     try:
-        assert json_safe({"a": BadRepr(), 1: "x", "1": "y"}) == {
-            "a": "<unconvertible BadRepr>",
+        assert json_safe({"a": BothRaise(), 1: "x", "1": "y"}) == {
+            "a": "<unconvertible BothRaise>",
             "1": "y",
         }
     finally:
@@ -598,7 +513,7 @@ json_leaves = st.one_of(
     st.uuids(),
     st.sampled_from(list(Color)),
     st.builds(Point, st.integers(), st.floats()),
-    st.builds(BadRepr),
+    st.builds(BothRaise),
     # (Hypothesis itself cannot handle an object whose __class__ raises: that one is left out.)
     st.sampled_from([make for name, make, _ in ITEM_6 if name != "object-class-raises"]).map(
         lambda make: make()

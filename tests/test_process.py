@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from .harness import environment, run_python
+
 REPO = Path(__file__).resolve().parents[1]
 
 FILE_PROVIDER = """
 import os, sys, time, threading
-sys.path.insert(0, {repo!r})
+REPO = {repo!r}
+sys.path.insert(0, REPO)
 import tracking_core as tc
 
 class FileProvider:
@@ -31,76 +33,63 @@ class FileProvider:
 
 
 def run(
-    script: str, tmp_path: Path, timeout: float = 60, **env: str
+    script: str, tmp_path: Path, delay: float | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "script.py"
-    path.write_text(FILE_PROVIDER.format(repo=str(REPO)) + textwrap.dedent(script))
-    return subprocess.run(
-        [sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **env},
-        cwd=tmp_path,
-    )
+    """Run `script` after the prelude; with a `delay`, a `FileProvider` taking that long per
+    event, writing to ``events.txt``, is registered first."""
+    code = FILE_PROVIDER.format(repo=str(REPO))
+    if delay is not None:
+        code += f"tc.register_tracking_provider(FileProvider('events.txt', {delay}))\n"
+    code += textwrap.dedent(script)
+    return run_python(code, cwd=tmp_path, env=environment((), {}, **env), timeout=60)
 
 
-def lines(path: Path) -> list[list[str]]:
+def lines(tmp_path: Path) -> list[list[str]]:
+    """What the `FileProvider` wrote: (pid, event name, event id) per event."""
+    path = tmp_path / "events.txt"
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_pending_events_are_delivered_at_interpreter_exit(tmp_path: Path) -> None:
-    out = tmp_path / "events.txt"
-    result = run(
-        f"""
-        tc.register_tracking_provider(FileProvider({str(out)!r}, delay=0.002))
+    script = """
         for i in range(300):
-            tc.track(f"e{{i}}")
+            tc.track(f"e{i}")
         # no flush: the atexit shutdown must deliver them
-        """,
-        tmp_path,
-    )
+        """
+    result = run(script, tmp_path, delay=0.002)
     assert result.returncode == 0, result.stderr
-    names = [line[1] for line in lines(out)]
+    names = [line[1] for line in lines(tmp_path)]
     assert names == [f"e{i}" for i in range(300)]
 
 
 def test_exit_with_a_hung_provider_ends_within_the_budget_and_reports_losses(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "events.txt"
     started = time.monotonic()
-    result = run(
-        f"""
-        import threading, logging
+    script = """
+        import logging
         logging.basicConfig(level=logging.WARNING)
         class Hung:
             name = "hung"
             def track(self, event):
                 threading.Event().wait()
         tc.register_tracking_provider(Hung())
-        tc.register_tracking_provider(FileProvider({str(out)!r}))
         for i in range(50):
-            tc.track(f"e{{i}}")
-        """,
-        tmp_path,
-        TRACKING_SHUTDOWN_TIMEOUT="1",
-    )
+            tc.track(f"e{i}")
+        """
+    result = run(script, tmp_path, delay=0.0, TRACKING_SHUTDOWN_TIMEOUT="1")
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert elapsed < 15  # the budget is 1 s; the rest is interpreter start-up on a busy machine
-    assert len(lines(out)) == 50  # the healthy provider still got everything
+    assert len(lines(tmp_path)) == 50  # the healthy provider still got everything
     assert "shutdown ran out of its 1.0s budget" in result.stderr
     assert "hung: 50" in result.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_child_starts_clean_and_each_side_delivers_only_its_own(tmp_path: Path) -> None:
-    out = tmp_path / "events.txt"
     result = run(
-        f"""
-        import os
-        tc.register_tracking_provider(FileProvider({str(out)!r}, delay=0.005))
+        """
         for i in range(40):
             tc.track("parent-before")
         pid = os.fork()
@@ -116,12 +105,13 @@ def test_fork_child_starts_clean_and_each_side_delivers_only_its_own(tmp_path: P
         print("child-status", os.waitstatus_to_exitcode(status), "parent", os.getpid())
         """,
         tmp_path,
+        delay=0.005,
     )
     assert result.returncode == 0, result.stderr
     words = result.stdout.split()
     assert words[1] == "0", result.stdout
     parent_pid = words[3]
-    records = lines(out)
+    records = lines(tmp_path)
     by_parent = [r for r in records if r[0] == parent_pid]
     by_child = [r for r in records if r[0] != parent_pid]
     assert [r[1] for r in by_child] == ["child"] * 10
@@ -131,17 +121,15 @@ def test_fork_child_starts_clean_and_each_side_delivers_only_its_own(tmp_path: P
 
 
 def test_one_registry_across_reload_and_a_second_import(tmp_path: Path) -> None:
-    out = tmp_path / "events.txt"
     result = run(
-        f"""
+        """
         import importlib, importlib.util
-        tc.register_tracking_provider(FileProvider({str(out)!r}))
         reloaded = importlib.reload(tc)
         assert reloaded.list_tracking_providers() == ["file"], reloaded.list_tracking_providers()
         spec = importlib.util.spec_from_file_location(
             "tracking_core_copy",
-            os.path.join({str(REPO)!r}, "tracking_core", "__init__.py"),
-            submodule_search_locations=[os.path.join({str(REPO)!r}, "tracking_core")],
+            os.path.join(REPO, "tracking_core", "__init__.py"),
+            submodule_search_locations=[os.path.join(REPO, "tracking_core")],
         )
         copy = importlib.util.module_from_spec(spec)
         sys.modules["tracking_core_copy"] = copy
@@ -156,10 +144,11 @@ def test_one_registry_across_reload_and_a_second_import(tmp_path: Path) -> None:
               sum(t.name == "tracking-file" for t in threading.enumerate()))
         """,
         tmp_path,
+        delay=0.0,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "1"]  # one dispatcher, one worker
-    assert [r[1] for r in lines(out)] == ["from-copy", "from-reloaded"]
+    assert [r[1] for r in lines(tmp_path)] == ["from-copy", "from-reloaded"]
 
 
 def test_import_starts_no_thread_and_idle_workers_do_not_poll(tmp_path: Path) -> None:

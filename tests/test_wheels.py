@@ -24,15 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from tracking_core.demo import DEMO_KEYS, builtin_destinations
 from tracking_core.receivers import LoopbackReceiver
+
+from .harness import BUILTIN_PROVIDERS, environment, served_fakes, subprocess_environment
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [
     ROOT,
-    *(ROOT / "providers" / name for name in ("posthog", "mixpanel", "amplitude", "webhook")),
+    *(ROOT / "providers" / name for name in BUILTIN_PROVIDERS),
     ROOT / "examples" / "tracking-acme",
 ]
 
@@ -78,18 +79,13 @@ def shipped(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     yield python
 
 
-def run(python: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TRACKING_", "POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "ACME_"))
-    }
+def run(python: Path, script: str, **env: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(python), "-c", textwrap.dedent(script)],
         capture_output=True,
         text=True,
         timeout=180,
-        env={**clean, **env},
+        env=subprocess_environment(environment((), {}, **env)),
         cwd="/",
     )
 
@@ -108,12 +104,9 @@ def test_the_installed_wheels_come_from_the_venv(shipped: Path) -> None:
 
 
 def test_all_four_providers_deliver_every_event_exactly_once(shipped: Path) -> None:
-    destinations = builtin_destinations()  # the four vendor fakes, expecting DEMO_KEYS
-    env = dict(DEMO_KEYS, TRACKING_FLUSH_INTERVAL="0.2")
-    for destination in destinations:
-        destination.server.start()
-        env.update(destination.environment(destination.server.url))
-    try:
+    # The four vendor fakes, served here; the variables that point the shipped providers at them.
+    with served_fakes(BUILTIN_PROVIDERS) as destinations:
+        env = environment(destinations.values(), {"TRACKING_FLUSH_INTERVAL": "0.2"})
         result = run(
             shipped,
             """
@@ -157,14 +150,11 @@ def test_all_four_providers_deliver_every_event_exactly_once(shipped: Path) -> N
         expected = Counter(data["ids"])
         assert len(expected) == 1000
         users = sorted(f"user-{u:04d}" for u in range(10))
-        for destination in destinations:
-            name = destination.provider
-            assert Counter(destination.event_ids()) == expected, name
-            assert sorted(destination.identified_users()) == users, name
+        for name, destination in destinations.items():
+            fake = destination.fake
+            assert Counter(fake.event_ids()) == expected, name
+            assert sorted(fake.user_of(update) for update in fake.identifies) == users, name
             assert len(destination.server.requests) < 200, f"{name} did not batch"
-    finally:
-        for destination in destinations:
-            destination.server.stop()
 
 
 def test_the_example_package_is_discovered_only_when_configured(shipped: Path) -> None:

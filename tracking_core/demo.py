@@ -1,137 +1,37 @@
 """``tracking demo``: the library's job end to end, on loopback, with no vendor account.
 
-It starts four loopback servers that speak PostHog's, Mixpanel's, Amplitude's and a Segment-style
-webhook's formats (the strict fakes shipped with the built-in provider packages), points the
-four providers at them through the environment, and runs a small simulated application: web-handler
-threads and asyncio tasks calling `track()` and `identify()`. Each destination fails its first
-request with a 503, so the retries show. It prints progress, flushes, and checks that every event
-arrived exactly once at every destination.
+It serves, on 127.0.0.1, the strict vendor fake of every installed provider package that ships
+one (the ``tracking_provider_fake`` hook: the four built-in packages' speak PostHog's,
+Mixpanel's, Amplitude's and a Segment-style webhook's formats), points those providers at them
+through the environment, and runs a small simulated application: web-handler threads and asyncio
+tasks calling `track()` and `identify()`. Each destination fails its first request with a 503, so
+the retries show. It prints progress, flushes, and checks that every event arrived exactly once
+at every destination. It reads what a fake accepted only through the fake (`event_ids`,
+`properties_of`), never through a vendor's field names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import importlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import api
-from .receivers import LoopbackReceiver, Reply
+from .receivers import LoopbackReceiver
 from .registry import runtime
 
-__all__ = ["DEMO_KEYS", "Destination", "builtin_destinations", "run_demo"]
+if TYPE_CHECKING:
+    from .fakes import FakeDestination
 
-DEMO_KEYS = {
-    "POSTHOG_API_KEY": "phc_demo_key_0123456789",
-    "MIXPANEL_TOKEN": "demo-mixpanel-token",
-    "AMPLITUDE_API_KEY": "demo-amplitude-key",
-    "TRACKING_WEBHOOK_AUTH": "Bearer demo-webhook-token",
-    "TRACKING_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-}
+__all__ = ["run_demo"]
+
 WORKERS = 4
 ASYNC_TASKS = 50
-
-
-class Destination:
-    """One loopback server with a built-in provider's vendor fake, and how to read what it
-    accepted. Also used by the reliability test suite.
-
-    Attributes:
-        provider: the provider (and entry-point) name.
-        fake: the vendor fake (the server's responder).
-        props_key: where an accepted event keeps its properties.
-        id_of: the event id (the vendor's dedupe key) of an accepted event.
-        user_of: the user id of an accepted identify.
-        environment: the variables that point the provider at a base URL.
-        server: the `LoopbackReceiver` serving `fake` (not started).
-    """
-
-    def __init__(
-        self,
-        provider: str,
-        fake: Any,
-        props_key: str,
-        environment: Callable[[str], dict[str, str]],
-        id_of: Callable[[dict[str, Any]], str],
-        user_of: Callable[[dict[str, Any]], str],
-    ) -> None:
-        self.provider = provider
-        self.fake = fake
-        self.props_key = props_key
-        self.environment = environment
-        self.id_of = id_of
-        self.user_of = user_of
-        self.server = LoopbackReceiver(fake)
-
-    def event_ids(self) -> list[str]:
-        """The ids of the accepted events, in arrival order (repeats included)."""
-        return [self.id_of(event) for event in list(self.fake.events)]
-
-    def identified_users(self) -> list[str]:
-        """The user ids of the accepted identifies, in arrival order."""
-        return [self.user_of(update) for update in list(self.fake.identifies)]
-
-    def sequence_numbers(self) -> list[int]:
-        return [
-            int(event[self.props_key]["demo_seq"])
-            for event in list(self.fake.events)
-            if "demo_seq" in event.get(self.props_key, {})
-        ]
-
-    def identify_count(self) -> int:
-        return len(list(self.fake.identifies))
-
-
-def builtin_destinations() -> list[Destination]:
-    """A `Destination` for each built-in provider, with its fake expecting `DEMO_KEYS`.
-
-    Raises ImportError when a built-in provider package is not installed.
-    """
-    fakes = {}
-    for name in ("posthog", "mixpanel", "amplitude", "webhook"):
-        fakes[name] = importlib.import_module(f"tracking_{name}.fake")
-    secret = DEMO_KEYS["TRACKING_WEBHOOK_SECRET"]
-    return [
-        Destination(
-            "posthog",
-            fakes["posthog"].PostHogFake(DEMO_KEYS["POSTHOG_API_KEY"]),
-            "properties",
-            lambda url: {"POSTHOG_HOST": url},
-            lambda event: event["uuid"],
-            lambda update: update["distinct_id"],
-        ),
-        Destination(
-            "mixpanel",
-            fakes["mixpanel"].MixpanelFake(DEMO_KEYS["MIXPANEL_TOKEN"]),
-            "properties",
-            lambda url: {"MIXPANEL_HOST": url},
-            lambda event: event["properties"]["$insert_id"],
-            lambda update: update["$distinct_id"],
-        ),
-        Destination(
-            "amplitude",
-            fakes["amplitude"].AmplitudeFake(DEMO_KEYS["AMPLITUDE_API_KEY"]),
-            "event_properties",
-            lambda url: {"AMPLITUDE_HOST": url},
-            lambda event: event["insert_id"],
-            lambda update: update["user_id"],
-        ),
-        Destination(
-            "webhook",
-            fakes["webhook"].WebhookFake(
-                secret=secret, auth=DEMO_KEYS["TRACKING_WEBHOOK_AUTH"], path="/hooks/analytics"
-            ),
-            "properties",
-            lambda url: {"TRACKING_WEBHOOK_URL": url + "/hooks/analytics"},
-            lambda event: event["messageId"],
-            lambda update: update["userId"],
-        ),
-    ]
 
 
 @contextmanager
@@ -184,26 +84,25 @@ def _simulated_app(events_per_worker: int) -> int:
 
 def run_demo(out: TextIO, *, events_per_worker: int = 250, quiet: bool = False) -> int:
     """Run the demo, writing to `out`; returns 0 when every event arrived exactly once."""
-    try:
-        destinations = builtin_destinations()
-    except ImportError as exc:
+    from .discovery import installed_fakes  # loads the installed plugins: only when run
+
+    destinations = installed_fakes()
+    if not destinations:
         out.write(
-            f"The demo needs the four built-in provider packages ({exc.name} is missing):\n"
+            "The demo needs a provider package that ships a fake, e.g. the built-in ones:\n"
             "  pip install tracking-posthog tracking-mixpanel tracking-amplitude tracking-webhook\n"
         )
         return 2
-    for destination in destinations:
-        destination.server.start()
-        destination.fake.fail_next(Reply(503, {"error": "warming up"}))
+    servers = [LoopbackReceiver(destination.fake).start() for destination in destinations]
     environment = {
-        **DEMO_KEYS,
-        "TRACKING_PROVIDERS": "posthog,mixpanel,amplitude,webhook",
+        "TRACKING_PROVIDERS": ",".join(destination.provider for destination in destinations),
         "TRACKING_FLUSH_INTERVAL": "0.2",
         "TRACKING_RETRY_BACKOFF": "0.2",
         "TRACKING_DISABLED": "0",
     }
-    for destination in destinations:
-        environment.update(destination.environment(destination.server.url))
+    for destination, server in zip(destinations, servers, strict=True):
+        destination.fake.fail_next(destination.fake.error(503, "warming up"))
+        environment.update(destination.environment(server.url))
     engine = runtime().engine
     try:
         with _environment(environment):
@@ -219,11 +118,11 @@ def run_demo(out: TextIO, *, events_per_worker: int = 250, quiet: bool = False) 
             done.set()
             progress.join()
             elapsed = time.monotonic() - started
-            return _report(out, destinations, total, flushed, elapsed)
+            return _report(out, destinations, servers, total, flushed, elapsed)
     finally:
         engine.reset(discover=True)
-        for destination in destinations:
-            destination.server.stop()
+        for server in servers:
+            server.stop()
 
 
 def _progress(out: TextIO, done: threading.Event, quiet: bool) -> None:
@@ -236,8 +135,20 @@ def _progress(out: TextIO, done: threading.Event, quiet: bool) -> None:
         out.flush()
 
 
+def _sequence_numbers(destination: FakeDestination) -> list[int]:
+    """The ``demo_seq`` property of every event the fake accepted, repeats included."""
+    fake = destination.fake
+    found = (fake.properties_of(event).get("demo_seq") for event in list(fake.events))
+    return [int(seq) for seq in found if seq is not None]
+
+
 def _report(
-    out: TextIO, destinations: list[Destination], total: int, flushed: bool, elapsed: float
+    out: TextIO,
+    destinations: Sequence[FakeDestination],
+    servers: Sequence[LoopbackReceiver],
+    total: int,
+    flushed: bool,
+    elapsed: float,
 ) -> int:
     stats = api.tracking_stats()
     header = (
@@ -246,17 +157,17 @@ def _report(
     )
     out.write(header)
     everything = flushed
-    for destination in destinations:
-        counts = collections.Counter(destination.sequence_numbers())
+    for destination, server in zip(destinations, servers, strict=True):
+        counts = collections.Counter(_sequence_numbers(destination))
         missing = sum(1 for seq in range(total) if counts[seq] == 0)
         duplicated = sum(1 for count in counts.values() if count > 1)
-        identifies = destination.identify_count()
+        identifies = len(list(destination.fake.identifies))
         provider = stats.get(destination.provider)
         failed = provider.failed if provider else 0
         resent = provider.retried if provider else 0
         out.write(
             f"{destination.provider:<12} {sum(counts.values()):>7} {identifies:>10} "
-            f"{len(destination.server.requests):>8} {failed:>15} {resent:>13} {missing:>7} "
+            f"{len(server.requests):>8} {failed:>15} {resent:>13} {missing:>7} "
             f"{duplicated:>10}\n"
         )
         if missing or duplicated or identifies != WORKERS:

@@ -1,19 +1,20 @@
-"""Shared fixtures of the reliability suite: the report that docs/ publishes, the four built-in
-destinations on 127.0.0.1, and the helpers every fault, load and bad-input test reuses.
+"""Shared fixtures of the reliability suite: the report that docs/ publishes, the installed
+fakes on 127.0.0.1, and the in-process helpers every fault, load and bad-input test reuses (the
+harness shared with the process tests is tests/harness.py).
 
 - ``reliability_report``: each scenario records its figures through ``reliability_report.add(...)``.
   At the end of the session, when ``TRACKING_RELIABILITY_REPORT`` names a path, the rows are
   written there as a Markdown table (sorted by scenario), ready for the "Delivery guarantees" page.
-- ``destinations``: the four `builtin_destinations()` (PostHog, Mixpanel, Amplitude, webhook
-  fakes), each served by a started `RestartableReceiver` (it can be stopped to refuse connections
-  and started again on the same port). A dict keyed by provider name.
+- ``destinations``: the fake of every installed plugin that ships one (the four built-in
+  providers' here), each served by a started `RestartableReceiver` (it can be stopped to refuse
+  connections and started again on the same port). A dict keyed by provider name.
 - ``enable_providers``: ``enable_providers("posthog", ..., **TRACKING_variables)`` points the named
-  built-in providers (all four when none is named) at their fakes through the environment, runs
-  plugin discovery exactly as users get it, and registers a `RecordingProvider` alongside, whose
-  events are the ids every destination must receive. Undone (shutdown, environment, reset) after
-  the test.
-- `tally` / `assert_exactly_once`: what a destination accepted against what was tracked, and the
-  exactly-once-or-counted check. `QueueWatch` samples ``tracking_stats()[name].queued``.
+  providers (all when none is named) at their fakes through the environment, runs plugin
+  discovery exactly as users get it, and registers a `RecordingProvider` alongside, whose events
+  are the ids every destination must receive. Undone (shutdown, environment, reset) after the
+  test.
+- `recorded`: what a destination accepted against what the `RecordingProvider` was given (check
+  it with `assert_exactly_once`). `QueueWatch` samples ``tracking_stats()[name].queued``.
 """
 
 from __future__ import annotations
@@ -22,24 +23,14 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tracking_amplitude.fake import error_reply as amplitude_error
-from tracking_posthog.fake import PostHogFake
 
 import tracking_core as tc
-from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
-from tracking_core.receivers import (
-    LoopbackReceiver,
-    ReceivedRequest,
-    Reply,
-    Responder,
-    _Handler,
-    _Server,
-)
+from tracking_core.discovery import installed_fakes
+from tracking_core.receivers import ReceivedRequest, Reply, Responder
 from tracking_core.testing import (
     FAST_DELIVERY,
     RecordingProvider,
@@ -47,22 +38,21 @@ from tracking_core.testing import (
     reset_tracking,
 )
 
-REPORT_VARIABLE = "TRACKING_RELIABILITY_REPORT"
-_VARIABLE_PREFIXES = ("TRACKING_", "POSTHOG_", "MIXPANEL_", "AMPLITUDE_")
+from ..harness import Served, Tally, environment, served_fakes, tally
 
-#: The built-in providers, in the order `builtin_destinations()` gives them.
-ALL_PROVIDERS: tuple[str, ...] = ("posthog", "mixpanel", "amplitude", "webhook")
+REPORT_VARIABLE = "TRACKING_RELIABILITY_REPORT"
+
+#: Every provider whose plugin ships a fake, by name: each scenario runs against each.
+PROVIDERS: tuple[str, ...] = tuple(destination.provider for destination in installed_fakes())
 
 #: The name of the `RecordingProvider` that `enable_providers` registers.
 RECORDER = "recorder"
 
 #: Engine settings every reliability test starts from (on top of `FAST_DELIVERY`): quick batches
 #: and backoffs, enough attempts to ride out a scripted outage, short timeouts and budgets.
-#: ``None`` removes a variable the surrounding environment may set.
-BASE_SETTINGS: Mapping[str, str | None] = {
+BASE_SETTINGS: Mapping[str, str] = {
     **FAST_DELIVERY,
     "TRACKING_BATCH_SIZE": "50",
-    "TRACKING_MAX_QUEUE": None,
     "TRACKING_MAX_ATTEMPTS": "10",
     "TRACKING_MAX_RETRY_TIME": "10",
     "TRACKING_HTTP_TIMEOUT": "5",
@@ -70,8 +60,6 @@ BASE_SETTINGS: Mapping[str, str | None] = {
     "TRACKING_CIRCUIT_PROBE_INTERVAL": "0.2",
     "TRACKING_SHUTDOWN_TIMEOUT": "2",
     "TRACKING_FLUSH_TIMEOUT": "15",
-    "TRACKING_DEBUG": None,
-    "TRACKING_DISABLED": None,
 }
 
 
@@ -129,79 +117,37 @@ def reliability_report() -> Iterator[ReliabilityReport]:
 # -- destinations ---------------------------------------------------------------------------
 
 
-class RestartableReceiver(LoopbackReceiver):
-    """A `LoopbackReceiver` that comes back on the same port when started again after `stop`.
-
-    While stopped, connections to its `url` are refused (nothing listens on the port). Stop it
-    before the provider opens a connection: a keep-alive connection accepted earlier is still
-    served by its handler thread.
-    """
-
-    def __init__(self, responder: Responder | None = None) -> None:
-        super().__init__(responder)
-        self.port = 0
-
-    def start(self) -> RestartableReceiver:
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self.port), _Handler)
-        server.receiver = self
-        self._server = server
-        self.port = int(self.url.rpartition(":")[2])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-
 @pytest.fixture
-def destinations() -> Iterator[dict[str, Destination]]:
-    """The four built-in destinations, keyed by provider name, each fake served (started) by a
-    `RestartableReceiver`; stopped after the test."""
-    found = {destination.provider: destination for destination in builtin_destinations()}
-    for destination in found.values():
-        destination.server = RestartableReceiver(destination.fake)
-        destination.server.start()
-    try:
+def destinations() -> Iterator[dict[str, Served]]:
+    """Every installed fake, keyed by provider name, served by a started `RestartableReceiver`;
+    stopped after the test."""
+    with served_fakes() as found:
         yield found
-    finally:
-        for destination in found.values():
-            destination.server.stop()
 
 
 class ProviderSwitch:
     """``enable(*providers, recorder=True, **variables)``: see the ``enable_providers`` fixture."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, destinations: dict[str, Destination]):
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, destinations: Mapping[str, Served]):
         self._monkeypatch = monkeypatch
         self._destinations = destinations
-
-    def environment(
-        self, providers: Sequence[str], variables: Mapping[str, str | None]
-    ) -> dict[str, str | None]:
-        """The variables `__call__` sets: `BASE_SETTINGS`, the fakes' keys and URLs, then
-        `variables` (names without the ``TRACKING_`` prefix get it)."""
-        env: dict[str, str | None] = {**BASE_SETTINGS, **DEMO_KEYS}
-        env["TRACKING_PROVIDERS"] = ",".join(providers)
-        for name in providers:
-            destination = self._destinations[name]
-            env.update(destination.environment(destination.server.url))
-        for name, value in variables.items():
-            env[name if name.startswith(_VARIABLE_PREFIXES) else f"TRACKING_{name}"] = value
-        return env
 
     def __call__(
         self, *providers: str, recorder: bool = True, **variables: str | None
     ) -> RecordingProvider:
-        """Enable `providers` (all four when none is given) against their fakes, with the engine
-        settings `variables` (``MAX_QUEUE="200"`` or ``TRACKING_MAX_QUEUE="200"``), and return
-        the `RecordingProvider` registered beside them (not registered when `recorder` is
-        false). May be called again in the same test: each call starts afresh."""
-        names = list(providers) or list(ALL_PROVIDERS)
-        unknown = [name for name in names if name not in self._destinations]
-        if unknown:
-            raise ValueError(f"not a built-in provider: {unknown!r}")
-        configure_tracking(self._monkeypatch, self.environment(names, variables), discover=True)
+        """Enable `providers` (all when none is given) against their fakes, on top of
+        `BASE_SETTINGS` and with the engine settings `variables` (``MAX_QUEUE="200"`` or
+        ``TRACKING_MAX_QUEUE="200"``), and return the `RecordingProvider` registered beside them
+        (not registered when `recorder` is false). May be called again in the same test: each
+        call starts afresh."""
+        names = list(providers) or list(self._destinations)
+        chosen = [self._destinations[name] for name in names]
+        settings = {
+            name if name.startswith("TRACKING_") else f"TRACKING_{name}": value
+            for name, value in variables.items()
+        }
+        env = environment(chosen, {**BASE_SETTINGS, **settings})
+        configure_tracking(self._monkeypatch, env, discover=True)
         enabled = tc.list_tracking_providers()
         if sorted(enabled) != sorted(names):
             raise AssertionError(f"discovery enabled {enabled!r}, expected {names!r}")
@@ -212,7 +158,7 @@ class ProviderSwitch:
 
 
 @pytest.fixture
-def enable_providers(destinations: dict[str, Destination]) -> Iterator[ProviderSwitch]:
+def enable_providers(destinations: dict[str, Served]) -> Iterator[ProviderSwitch]:
     """A `ProviderSwitch`: ``enable_providers("posthog", MAX_QUEUE="200")`` enables PostHog
     against its fake (plus a `RecordingProvider`, returned). After the test: a 1 s shutdown,
     the environment restored, tracking reset (discovery off), before the servers stop."""
@@ -227,39 +173,7 @@ def enable_providers(destinations: dict[str, Destination]) -> Iterator[ProviderS
             reset_tracking(timeout=2.0)
 
 
-# -- vendor-shaped answers and request reading ----------------------------------------------
-
-
-def vendor_error(provider: str, status: int, retry_after: str | None = None) -> Reply:
-    """An error answer shaped like `provider`'s vendor's (its body and content type), with a
-    ``Retry-After`` header when `retry_after` is given."""
-    headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    text = {413: "payload too large", 429: "rate limited"}.get(status, f"error {status}")
-    if provider == "posthog":
-        return PostHogFake.error(status, retry_after=retry_after)
-    if provider == "amplitude":
-        return amplitude_error(status, text, headers=headers)
-    if provider == "mixpanel":
-        return Reply(status, {"error": text, "status": 0}, headers=headers)
-    if provider == "webhook":
-        return Reply(status, {"code": f"http_{status}", "message": text}, headers=headers)
-    raise ValueError(f"not a built-in provider: {provider!r}")
-
-
-def wire_count(request: ReceivedRequest) -> int:
-    """How many events a request to a built-in fake carries (a JSON array, or the ``batch`` /
-    ``events`` array of a JSON object); 0 when the body is not such JSON."""
-    try:
-        body = request.json()
-    except ValueError:
-        return 0
-    if isinstance(body, list):
-        return len(body)
-    if isinstance(body, dict):
-        for key in ("batch", "events"):
-            if isinstance(body.get(key), list):
-                return len(body[key])
-    return 0
+# -- answers and tracking ----------------------------------------------------------------------
 
 
 def slow_responder(fake: Responder, delay: float) -> Responder:
@@ -269,9 +183,6 @@ def slow_responder(fake: Responder, delay: float) -> Responder:
         return dataclasses.replace(fake(request), delay=delay)
 
     return respond
-
-
-# -- tracking and checking ------------------------------------------------------------------
 
 
 def track_burst(count: int, scenario: str, *, start: int = 0) -> float:
@@ -324,93 +235,13 @@ def settle(name: str, timeout: float = 5.0, quiet: float = 0.2) -> tc.ProviderSt
     raise AssertionError(f"{name} did not settle within {timeout}s: {last!r}")
 
 
-def vendor_duplicates(fake: Any) -> int:
-    """Repeats a deduplicating fake absorbed (Amplitude's ``duplicates`` count, the webhook's
-    ``duplicates`` list and ``duplicate_deliveries``); 0 for the others."""
-    found = getattr(fake, "duplicates", 0)
-    count = found if isinstance(found, int) else len(found)
-    return count + int(getattr(fake, "duplicate_deliveries", 0))
-
-
-@dataclasses.dataclass(frozen=True)
-class Tally:
-    """What one destination accepted, against what was tracked and what the engine counted.
-
-    Attributes:
-        provider: the provider name.
-        expected: the event ids tracked (those the `RecordingProvider` received).
-        arrived: the event ids the fake accepted, in arrival order, repeats included.
-        absorbed: repeats a deduplicating fake received and did not record.
-        stats: ``tracking_stats()[provider]``.
-    """
-
-    provider: str
-    expected: frozenset[str]
-    arrived: tuple[str, ...]
-    absorbed: int
-    stats: tc.ProviderStats
-
-    @property
-    def delivered(self) -> int:
-        """Distinct tracked events the fake accepted."""
-        return len(set(self.arrived) & self.expected)
-
-    @property
-    def dropped(self) -> int:
-        return sum(self.stats.dropped.values())
-
-    @property
-    def repeats(self) -> int:
-        """Events the destination received more than once (recorded or absorbed)."""
-        return len(self.arrived) - len(set(self.arrived)) + self.absorbed
-
-    @property
-    def unexpected(self) -> frozenset[str]:
-        """Ids the fake accepted that were never tracked."""
-        return frozenset(self.arrived) - self.expected
-
-    @property
-    def lost(self) -> int:
-        """Tracked events neither delivered nor counted as dropped (must be 0)."""
-        return len(self.expected) - self.delivered - self.dropped
-
-    def summary(self) -> str:
-        """``"200/200 delivered once; dropped: none"`` and the like, for the report."""
-        dropped = (
-            ", ".join(f"{count} {reason}" for reason, count in sorted(self.stats.dropped.items()))
-            or "none"
-        )
-        return f"{self.delivered}/{len(self.expected)} delivered once; dropped: {dropped}"
-
-
-def tally(destination: Destination, recorder: RecordingProvider) -> Tally:
-    """Read what `destination`'s fake accepted and what `recorder` was given (call after
-    flushing or settling)."""
+def recorded(destination: Served, recorder: RecordingProvider) -> Tally:
+    """What `destination`'s fake accepted, by event id, against the ids `recorder` was given
+    and the provider's counters (call after flushing or settling)."""
     if not wait_until(lambda: stats_of(RECORDER).queued == 0, 5.0):
         raise AssertionError("the recording provider did not catch up")
-    expected = frozenset(event.event_id for event in list(recorder.events))
-    return Tally(
-        provider=destination.provider,
-        expected=expected,
-        arrived=tuple(destination.event_ids()),
-        absorbed=vendor_duplicates(destination.fake),
-        stats=stats_of(destination.provider),
-    )
-
-
-def assert_exactly_once(result: Tally, allowed_drops: Collection[str] = ()) -> None:
-    """Every tracked event reached the destination exactly once, or was counted as dropped under
-    one of `allowed_drops`; nothing else arrived; the engine's counters agree; nothing is lost."""
-    stats = result.stats
-    assert result.expected, "nothing was tracked"
-    assert not result.unexpected, f"{len(result.unexpected)} ids arrived that were never tracked"
-    assert result.repeats == 0, f"{result.repeats} events arrived more than once"
-    assert stats.accepted == len(result.expected), (stats.accepted, len(result.expected))
-    assert stats.delivered == result.delivered, (stats.delivered, result.delivered)
-    unexpected_reasons = set(stats.dropped) - set(allowed_drops)
-    assert not unexpected_reasons, f"dropped under {dict(stats.dropped)!r}"
-    assert stats.queued == 0, stats
-    assert result.lost == 0, f"{result.lost} events lost: {result.summary()}"
+    expected = [event.event_id for event in list(recorder.events)]
+    return tally(destination, expected, stats=stats_of(destination.provider))
 
 
 class QueueWatch:
@@ -449,24 +280,18 @@ def timed_shutdown(budget: float) -> tuple[bool, float]:
 
 
 __all__ = [
-    "ALL_PROVIDERS",
     "BASE_SETTINGS",
+    "PROVIDERS",
     "RECORDER",
     "ProviderSwitch",
     "QueueWatch",
     "ReliabilityReport",
     "ReportRow",
-    "RestartableReceiver",
-    "Tally",
-    "assert_exactly_once",
+    "recorded",
     "settle",
     "slow_responder",
     "stats_of",
-    "tally",
     "timed_shutdown",
     "track_burst",
-    "vendor_duplicates",
-    "vendor_error",
     "wait_until",
-    "wire_count",
 ]

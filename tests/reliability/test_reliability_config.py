@@ -1,7 +1,7 @@
 """Bad configuration: each malformed variable gives exactly one clear log line naming it (never a
 secret value), disables only what it configures, and the rest keeps delivering.
 
-All four built-in providers are pointed at their strict fakes; each case breaks one variable,
+The four built-in providers are pointed at their strict fakes; each case breaks one variable,
 re-runs discovery exactly as an application starts, then checks the log, the plugin reports, and
 that every provider the variable does not configure still delivers an event.
 """
@@ -21,13 +21,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import tracking_core as tc
-from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
-from tracking_core.discovery import discover
+
+from ..harness import (
+    BUILTIN_PROVIDERS,
+    Served,
+    credentials,
+    declared_settings,
+    environment,
+    served_fakes,
+)
 
 if TYPE_CHECKING:
     from tests.reliability.conftest import ReliabilityReport
 
-PROVIDERS = ("posthog", "mixpanel", "amplitude", "webhook")
+PROVIDERS = BUILTIN_PROVIDERS
+#: The credentials the fakes expect, by variable.
+CREDENTIALS = credentials(PROVIDERS)
 USER = "user-config-0001"
 #: A secret kept in files that cannot be read: it must never reach a log line.
 FILE_SECRET = "file-secret-5c0ffee-0123"
@@ -35,19 +44,15 @@ FILE_SECRET = "file-secret-5c0ffee-0123"
 URL_PASSWORD = "url-pass-77aa-secret"
 
 SECRETS: tuple[str, ...] = (
-    *DEMO_KEYS.values(),
-    DEMO_KEYS["TRACKING_WEBHOOK_AUTH"].partition(" ")[2],
-    DEMO_KEYS["TRACKING_WEBHOOK_SECRET"].removeprefix("whsec_"),
+    *CREDENTIALS.values(),
+    CREDENTIALS["TRACKING_WEBHOOK_AUTH"].partition(" ")[2],
+    CREDENTIALS["TRACKING_WEBHOOK_SECRET"].removeprefix("whsec_"),
     FILE_SECRET,
     URL_PASSWORD,
 )
 
 #: Each built-in provider's variables, as its package declares them (read through discovery).
-DECLARED = {
-    report.name: report.settings
-    for report in discover(lambda provider: None, {})
-    if report.name in PROVIDERS
-}
+DECLARED = {name: settings for name, settings in declared_settings().items() if name in PROVIDERS}
 OWNER = {setting.name: name for name, settings in DECLARED.items() for setting in settings}
 
 
@@ -134,6 +139,33 @@ SECRET_VARIABLES = tuple(
 )
 
 
+#: Malformed secret values: (variable, kind, value, the provider it disables, the parts of it
+#: that must never show).
+MALFORMED_SECRETS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    (
+        "POSTHOG_API_KEY",
+        "personal-key",
+        "phx_personal_key_secret_0001",
+        "posthog",
+        ("phx_personal_key_secret_0001", "personal_key_secret_0001"),
+    ),
+    (
+        "TRACKING_WEBHOOK_SECRET",
+        "not-base64",
+        "whsec_!!!not-base64-secret-0002",
+        "webhook",
+        ("whsec_!!!not-base64-secret-0002", "!!!not-base64-secret-0002"),
+    ),
+    (
+        "TRACKING_WEBHOOK_AUTH",
+        "two-lines",
+        "Bearer token-line-one-0003\nInjected: header",
+        "webhook",
+        ("token-line-one-0003",),
+    ),
+)
+
+
 def _cases() -> list[ConfigCase]:
     cases: list[ConfigCase] = []
     for variable in URL_VARIABLES:
@@ -201,36 +233,10 @@ def _cases() -> list[ConfigCase]:
                 )
             )
     # Malformed secrets themselves: named, never shown.
-    personal_key = "phx_personal_key_secret_0001"
-    cases.append(
-        ConfigCase(
-            "POSTHOG_API_KEY-personal-key",
-            "POSTHOG_API_KEY",
-            _set("POSTHOG_API_KEY", personal_key),
-            "posthog",
-            hidden=(personal_key, personal_key.removeprefix("phx_")),
+    for variable, kind, value, provider, hidden in MALFORMED_SECRETS:
+        cases.append(
+            ConfigCase(f"{variable}-{kind}", variable, _set(variable, value), provider, hidden)
         )
-    )
-    bad_whsec = "whsec_!!!not-base64-secret-0002"
-    cases.append(
-        ConfigCase(
-            "TRACKING_WEBHOOK_SECRET-not-base64",
-            "TRACKING_WEBHOOK_SECRET",
-            _set("TRACKING_WEBHOOK_SECRET", bad_whsec),
-            "webhook",
-            hidden=(bad_whsec, bad_whsec.removeprefix("whsec_")),
-        )
-    )
-    multiline_auth = "Bearer token-line-one-0003\nInjected: header"
-    cases.append(
-        ConfigCase(
-            "TRACKING_WEBHOOK_AUTH-two-lines",
-            "TRACKING_WEBHOOK_AUTH",
-            _set("TRACKING_WEBHOOK_AUTH", multiline_auth),
-            "webhook",
-            hidden=("token-line-one-0003",),
-        )
-    )
     return cases
 
 
@@ -239,40 +245,20 @@ assert len({case.id for case in CASES}) == len(CASES)
 
 
 @pytest.fixture(scope="module")
-def destinations() -> Iterator[dict[str, Destination]]:
+def destinations() -> Iterator[dict[str, Served]]:
     """The four fakes, served for the whole module."""
-    found = builtin_destinations()
-    for destination in found:
-        destination.server.start()
-    try:
-        yield {d.provider: d for d in found}
-    finally:
-        for destination in found:
-            destination.server.stop()
+    with served_fakes(PROVIDERS) as found:
+        yield found
 
 
-def base_environment(destinations: Mapping[str, Destination]) -> dict[str, str | None]:
+def base_environment(destinations: Mapping[str, Served]) -> dict[str, str | None]:
     """All four providers enabled against their fakes; every other variable of theirs unset."""
-    env: dict[str, str | None] = {
-        name: None
-        for name in os.environ
-        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_"))
-    }
-    env.update(DEMO_KEYS)
-    env["TRACKING_PROVIDERS"] = ",".join(PROVIDERS)
-    env["TRACKING_DISABLED"] = "0"
-    for destination in destinations.values():
-        env.update(destination.environment(destination.server.url))
-    return env
+    return environment(destinations.values(), {"TRACKING_DISABLED": "0"})
 
 
-def arrivals(destination: Destination, tag: str) -> int:
-    return sum(
-        1
-        for record in list(destination.fake.events)
-        if isinstance(record.get(destination.props_key), dict)
-        and record[destination.props_key].get("rc") == tag
-    )
+def arrivals(destination: Served, tag: str) -> int:
+    fake = destination.fake
+    return sum(1 for event in list(fake.events) if fake.properties_of(event).get("rc") == tag)
 
 
 def naming(records: Sequence[logging.LogRecord], variable: str) -> list[logging.LogRecord]:
@@ -281,7 +267,7 @@ def naming(records: Sequence[logging.LogRecord], variable: str) -> list[logging.
     return [record for record in records if pattern.search(record.getMessage())]
 
 
-def check_delivery(destinations: Mapping[str, Destination], enabled: Sequence[str]) -> None:
+def check_delivery(destinations: Mapping[str, Served], enabled: Sequence[str]) -> None:
     """One event reaches every enabled provider's fake, exactly once."""
     tag = uuid.uuid4().hex
     tc.track("Config Check", {"rc": tag}, user_id=USER)
@@ -320,19 +306,35 @@ def test_there_are_enough_bad_configurations() -> None:
     }
 
 
+Configure = Callable[[Mapping[str, str | None]], None]
+
+
+@pytest.fixture
+def configure(
+    destinations: dict[str, Served],
+    tracking_env: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> Configure:
+    """``configure(changes)``: every log line captured, then `base_environment` with `changes`
+    (None removes a variable), as an application starts."""
+    caplog.set_level(logging.DEBUG)
+
+    def apply(changes: Mapping[str, str | None]) -> None:
+        tracking_env(**{**base_environment(destinations), **changes})
+
+    return apply
+
+
 @pytest.mark.parametrize("case", _params())
 def test_bad_setting_is_named_once_disables_only_its_own_and_the_rest_delivers(
     case: ConfigCase,
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+    destinations: dict[str, Served],
+    configure: Configure,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    env = base_environment(destinations)
     urls = {name: d.server.url for name, d in destinations.items()}
-    env.update(case.values(Env(urls, tmp_path)))
-    tracking_env(**env)
+    configure(case.values(Env(urls, tmp_path)))
     enabled = tc.list_tracking_providers()  # runs discovery, as an application's first use
     expected = [name for name in PROVIDERS if name != case.disabled]
     assert sorted(enabled) == sorted(expected)
@@ -379,36 +381,33 @@ def test_settings_error_takes_a_variable_and_a_problem_or_a_message_alone() -> N
 
 
 def test_a_good_secret_file_works_and_logs_nothing(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+    destinations: dict[str, Served],
+    configure: Configure,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
     """The control: the same variables through readable `_FILE`s enable everything quietly."""
-    caplog.set_level(logging.DEBUG)
-    env = base_environment(destinations)
+    changes: dict[str, str | None] = {}
     for variable in ("POSTHOG_API_KEY", "MIXPANEL_TOKEN", "AMPLITUDE_API_KEY"):
         path = tmp_path / variable.lower()
-        path.write_text(f"  {DEMO_KEYS[variable]}\n", encoding="utf-8")
-        env[variable] = None
-        env[f"{variable}_FILE"] = str(path)
-    tracking_env(**env)
+        path.write_text(f"  {CREDENTIALS[variable]}\n", encoding="utf-8")
+        changes[variable] = None
+        changes[f"{variable}_FILE"] = str(path)
+    configure(changes)
     assert sorted(tc.list_tracking_providers()) == sorted(PROVIDERS)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     check_delivery(destinations, PROVIDERS)
 
 
 def test_every_bad_setting_at_once_figures(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+    destinations: dict[str, Served],
+    configure: Configure,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     reliability_report: ReliabilityReport,
 ) -> None:
     """One malformed value for every engine setting and for three of the four providers at
     once: each is named once, and the spared provider delivers every event."""
-    caplog.set_level(logging.DEBUG)
-    env = base_environment(destinations)
     changes: dict[str, str | None] = {
         "TRACKING_BATCH_SIZE": "abc",
         "TRACKING_MAX_QUEUE": "-100",
@@ -421,8 +420,7 @@ def test_every_bad_setting_at_once_figures(
         "AMPLITUDE_API_KEY_FILE": str(tmp_path / "missing"),
         "TRACKING_WEBHOOK_SECRET": "whsec_!!!not-base64-secret-0002",
     }
-    env.update(changes)
-    tracking_env(**env)
+    configure(changes)
     assert tc.list_tracking_providers() == ["posthog"]
     named = {
         variable: len(naming(caplog.records, variable))

@@ -1,4 +1,4 @@
-"""Faults at the destination, for each built-in provider against its strict fake on 127.0.0.1.
+"""Faults at the destination, for each provider against its strict fake on 127.0.0.1.
 
 Every scenario checks the five promises of the delivery contract:
 
@@ -8,8 +8,8 @@ Every scenario checks the five promises of the delivery contract:
 3. every event is delivered exactly once after recovery, checked by event id against the ids a
    `RecordingProvider` registered alongside received, or counted as dropped under the right
    reason;
-4. memory stays within its bound: ``tracking_stats()[name].queued`` never exceeds
-   ``TRACKING_MAX_QUEUE`` (sampled throughout; one scenario pushes past a bound of 200);
+4. memory stays within its bound: in the scenario that pushes past a ``TRACKING_MAX_QUEUE`` of
+   200, ``tracking_stats()[name].queued`` (sampled throughout) never exceeds it;
 5. shutdown returns within its budget.
 
 Each scenario's figures go to the ``reliability_report`` (see conftest.py).
@@ -17,37 +17,34 @@ Each scenario's figures go to the ``reliability_report`` (see conftest.py).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
+from collections.abc import Collection
 
 import pytest
 
 import tracking_core as tc
-from tracking_core.demo import Destination
+from tracking_core.fakes import VendorFake
 from tracking_core.receivers import ReceivedRequest, Reply
 from tracking_core.testing import RecordingProvider
 
+from ..harness import RestartableReceiver, Served, Tally, assert_exactly_once
 from .conftest import (
-    ALL_PROVIDERS,
+    PROVIDERS,
     RECORDER,
     ProviderSwitch,
     QueueWatch,
     ReliabilityReport,
-    assert_exactly_once,
+    recorded,
     settle,
     slow_responder,
     stats_of,
-    tally,
     timed_shutdown,
     track_burst,
-    vendor_error,
     wait_until,
-    wire_count,
 )
-
-#: Every scenario runs against each built-in provider and its fake.
-EACH_PROVIDER = pytest.mark.parametrize("provider", ALL_PROVIDERS)
 
 #: Events per scenario, and the bound a burst of them must stay under (generous: a busy CI
 #: machine; `track()` itself costs about a microsecond).
@@ -55,175 +52,152 @@ EVENTS = 200
 BURST_LIMIT = 2.0
 #: Extra time allowed past a shutdown budget.
 SHUTDOWN_MARGIN = 1.0
-#: Default engine bound on each provider's queue (BASE_SETTINGS leaves TRACKING_MAX_QUEUE unset).
-DEFAULT_MAX_QUEUE = 100_000
+#: How late a slow server answers (seconds).
+SLOW_ANSWER = 1.0
+#: The queue bound (TRACKING_MAX_QUEUE) of the scenario that fills it.
+QUEUE_BOUND = 200
 
 
-def _finish(budget: float = 2.0) -> float:
-    """Shut down after a recovery: it must finish, within its budget."""
-    finished, took = timed_shutdown(budget)
-    assert finished, "shutdown_tracking() did not finish with a healthy destination"
-    assert took < budget + SHUTDOWN_MARGIN, took
-    return took
+@dataclasses.dataclass
+class Fault:
+    """One scenario against one provider: its served fake, the switch that enables it, the
+    report."""
 
+    provider: str
+    destination: Served
+    enable: ProviderSwitch
+    report: ReliabilityReport
+    #: What the scenario tracks, for the report.
+    load: str = f"{EVENTS} events, batches of 50"
 
-def _check_bound(watch: QueueWatch, provider: str, bound: int) -> None:
-    assert watch.samples > 0
-    assert watch.peak.get(provider, 0) <= bound, (watch.peak, bound)
+    @property
+    def fake(self) -> VendorFake:
+        return self.destination.fake
 
+    @property
+    def server(self) -> RestartableReceiver:
+        return self.destination.server
 
-@EACH_PROVIDER
-def test_server_errors_then_recovery(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    recorder = enable_providers(provider)
-    failures = 3
-    destination.fake.fail_next(vendor_error(provider, 500), times=failures)
-
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS, "http-500")
+    def burst(
+        self, recorder: RecordingProvider, scenario: str, allowed_drops: Collection[str] = ()
+    ) -> Tally:
+        """`EVENTS` quick `track()` calls, a flush, and the exactly-once check."""
+        took = track_burst(EVENTS, scenario)
         assert took < BURST_LIMIT, took
         assert tc.flush_tracking(10)
+        return assert_exactly_once(recorded(self.destination, recorder), allowed_drops)
 
-    result = tally(destination, recorder)
-    assert_exactly_once(result)
-    assert result.stats.failed == failures, result.stats
-    assert result.stats.retried >= failures, result.stats
-    assert result.stats.last_status == 200
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: HTTP 500 x{failures}, then recovery",
-        f"{EVENTS} events, batches of 50",
-        f"{result.summary()}; {result.stats.failed} failed attempts, "
-        f"{result.stats.retried} events resent with the same ids",
-        result.lost,
+    def refused(
+        self, scenario: str, attempts: str, retry_time: str, probe_interval: str
+    ) -> RecordingProvider:
+        """Enable the provider (the circuit opening after 3 failures), stop its server (nothing
+        listens on the port: connections are refused) and track `EVENTS` quick calls."""
+        recorder = self.enable(
+            self.provider,
+            MAX_ATTEMPTS=attempts,
+            MAX_RETRY_TIME=retry_time,
+            CIRCUIT_THRESHOLD="3",
+            CIRCUIT_PROBE_INTERVAL=probe_interval,
+        )
+        self.server.stop()
+        took = track_burst(EVENTS, scenario)
+        assert took < BURST_LIMIT, took
+        return recorder
+
+    def finish(self, what: str, happened: str, result: Tally) -> None:
+        """Shut down after a recovery (it must finish, within its budget); report the row."""
+        budget = 2.0
+        finished, took = timed_shutdown(budget)
+        assert finished, "shutdown_tracking() did not finish with a healthy destination"
+        assert took < budget + SHUTDOWN_MARGIN, took
+        row = f"{result.summary()}; {happened}"
+        self.report.add(f"{self.provider}: {what}", self.load, row, result.lost)
+
+
+@pytest.fixture(params=PROVIDERS)
+def fault(
+    request: pytest.FixtureRequest,
+    destinations: dict[str, Served],
+    enable_providers: ProviderSwitch,
+    reliability_report: ReliabilityReport,
+) -> Fault:
+    """Each provider whose plugin ships a fake, in turn."""
+    provider: str = request.param
+    return Fault(provider, destinations[provider], enable_providers, reliability_report)
+
+
+def test_server_errors_then_recovery(fault: Fault) -> None:
+    recorder = fault.enable(fault.provider)
+    failures = 3
+    fault.fake.fail_next(500, times=failures)
+    result = fault.burst(recorder, "http-500")
+    assert result.counters.failed == failures, result.stats
+    assert result.counters.retried >= failures, result.stats
+    assert result.counters.last_status == 200
+    fault.finish(
+        f"HTTP 500 x{failures}, then recovery",
+        f"{result.counters.failed} failed attempts, "
+        f"{result.counters.retried} events resent with the same ids",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_rate_limited_with_retry_after_then_recovery(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    recorder = enable_providers(provider)
-    destination.fake.fail_next(vendor_error(provider, 429, retry_after="1"))
-
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS, "http-429")
-        assert took < BURST_LIMIT, took
-        assert tc.flush_tracking(10)
-
-    result = tally(destination, recorder)
-    assert_exactly_once(result)
-    assert result.stats.failed == 1, result.stats
-    requests = destination.server.requests
+def test_rate_limited_with_retry_after_then_recovery(fault: Fault) -> None:
+    recorder = fault.enable(fault.provider)
+    fault.fake.fail_next(fault.fake.error(429, retry_after="1"))
+    result = fault.burst(recorder, "http-429")
+    assert result.counters.failed == 1, result.stats
+    requests = fault.server.requests
     assert len(requests) >= 2
     # Retry-After: 1 is honoured: nothing is sent again before the second has passed (the
     # computed backoff alone is at most 0.05 s here).
     gap = requests[1].received_at - requests[0].received_at
     assert gap >= 0.9, gap
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: HTTP 429 with Retry-After: 1, then recovery",
-        f"{EVENTS} events, batches of 50",
-        f"{result.summary()}; resent {gap:.1f}s later, as asked",
-        result.lost,
+    fault.finish(
+        "HTTP 429 with Retry-After: 1, then recovery",
+        f"resent {gap:.1f}s later, as asked",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_connection_refused_then_server_returns_on_same_port(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    recorder = enable_providers(
-        provider,
-        MAX_ATTEMPTS="50",
-        MAX_RETRY_TIME="20",
-        CIRCUIT_THRESHOLD="3",
-        CIRCUIT_PROBE_INTERVAL="0.2",
-    )
-    destination.server.stop()  # nothing listens on the port: connections are refused
+def test_connection_refused_then_server_returns_on_same_port(fault: Fault) -> None:
+    recorder = fault.refused("refused", attempts="50", retry_time="20", probe_interval="0.2")
+    assert wait_until(lambda: stats_of(fault.provider).failed >= 4, 5.0), stats_of(fault.provider)
+    outage = stats_of(fault.provider)
+    assert outage.delivered == 0 and not outage.dropped, outage
+    fault.server.start()
+    assert tc.flush_tracking(10)
 
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS, "refused")
-        assert took < BURST_LIMIT, took
-        assert wait_until(lambda: stats_of(provider).failed >= 4, 5.0), stats_of(provider)
-        outage = stats_of(provider)
-        assert outage.delivered == 0 and not outage.dropped, outage
-        destination.server.start()
-        assert tc.flush_tracking(10)
-
-    result = tally(destination, recorder)
-    assert_exactly_once(result)
-    assert result.stats.failed >= 4
-    assert result.stats.last_status == 200
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: connection refused, then the server returns on the same port",
-        f"{EVENTS} events, batches of 50",
-        f"{result.summary()}; {result.stats.failed} refused attempts, then probes resumed delivery",
-        result.lost,
+    result = assert_exactly_once(recorded(fault.destination, recorder))
+    assert result.counters.failed >= 4
+    assert result.counters.last_status == 200
+    fault.finish(
+        "connection refused, then the server returns on the same port",
+        f"{result.counters.failed} refused attempts, then probes resumed delivery",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_connection_reset_then_recovery(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    recorder = enable_providers(provider)
+def test_connection_reset_then_recovery(fault: Fault) -> None:
+    recorder = fault.enable(fault.provider)
     resets = 2
-    destination.fake.fail_next(Reply(action="reset"), times=resets)
-
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS, "reset")
-        assert took < BURST_LIMIT, took
-        assert tc.flush_tracking(10)
-
-    result = tally(destination, recorder)
-    assert_exactly_once(result)
-    assert result.stats.failed >= resets, result.stats
-    assert result.stats.last_status == 200
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: connection reset mid-request x{resets}, then recovery",
-        f"{EVENTS} events, batches of 50",
-        f"{result.summary()}; {result.stats.failed} attempts reset",
-        result.lost,
+    fault.fake.fail_next(Reply(action="reset"), times=resets)
+    result = fault.burst(recorder, "reset")
+    assert result.counters.failed >= resets, result.stats
+    assert result.counters.last_status == 200
+    fault.finish(
+        f"connection reset mid-request x{resets}, then recovery",
+        f"{result.counters.failed} attempts reset",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_hang_then_recovery_with_bounded_queue(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    bound = 200
-    total = 3 * bound
-    recorder = enable_providers(provider, HTTP_TIMEOUT="0.4", MAX_QUEUE=str(bound))
+def test_hang_then_recovery_with_bounded_queue(fault: Fault) -> None:
+    recorder = fault.enable(fault.provider, HTTP_TIMEOUT="0.4", MAX_QUEUE=str(QUEUE_BOUND))
+    total = 3 * QUEUE_BOUND
+    fault.load = f"{total} events while the first request hung (HTTP timeout 0.4 s)"
     hangs = 3
-    destination.fake.fail_next(Reply(action="hang"), times=hangs)
+    fault.fake.fail_next(Reply(action="hang"), times=hangs)
 
     def caught_up(count: int) -> bool:
         return stats_of(RECORDER).delivered == count
@@ -231,7 +205,7 @@ def test_hang_then_recovery_with_bounded_queue(
     with QueueWatch() as watch:
         took = track_burst(50, "hang")
         # The first request is in the air (and will hang) before the rest is pushed.
-        assert destination.server.wait_for(lambda requests: len(requests) >= 1, 5.0)
+        assert fault.server.wait_for(lambda requests: len(requests) >= 1, 5.0)
         pushed = 50
         while pushed < total:
             # Chunks smaller than the bound, each handed out before the next: the recorder (and
@@ -241,147 +215,107 @@ def test_hang_then_recovery_with_bounded_queue(
             pushed += 50
         assert took < BURST_LIMIT, took
         assert wait_until(functools.partial(caught_up, total), 5.0)
-        during = stats_of(provider)
+        during = stats_of(fault.provider)
         assert tc.flush_tracking(10)
 
-    result = tally(destination, recorder)
+    result = recorded(fault.destination, recorder)
     assert len(result.expected) == total
     assert_exactly_once(result, allowed_drops={tc.DropReason.QUEUE_FULL})
-    full = result.stats.dropped.get(tc.DropReason.QUEUE_FULL, 0)
+    full = result.counters.dropped.get(tc.DropReason.QUEUE_FULL, 0)
     assert full > 0, f"the queue never filled while the destination hung: {during!r}"
     assert result.delivered + full == total
-    assert result.delivered >= bound
-    assert result.stats.failed >= hangs
+    assert result.delivered >= QUEUE_BOUND
+    assert result.counters.failed >= hangs
     assert stats_of(RECORDER).dropped == {}
-    _check_bound(watch, provider, bound)
-    _finish()
-    reliability_report.add(
-        f"{provider}: server hangs (no answer) x{hangs}, then recovery; TRACKING_MAX_QUEUE={bound}",
-        f"{total} events while the first request hung (HTTP timeout 0.4 s)",
-        f"{result.summary()}; peak queue {watch.peak.get(provider, 0)} <= {bound}",
-        result.lost,
+    # The bound held: sampled throughout, the queue never held more than TRACKING_MAX_QUEUE.
+    assert watch.samples > 0
+    assert watch.peak.get(fault.provider, 0) <= QUEUE_BOUND, (watch.peak, QUEUE_BOUND)
+    fault.finish(
+        f"server hangs (no answer) x{hangs}, then recovery; TRACKING_MAX_QUEUE={QUEUE_BOUND}",
+        f"peak queue {watch.peak.get(fault.provider, 0)} <= {QUEUE_BOUND}",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_slow_server_delivers_everything_without_blocking(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    delay = 1.0
-    destination.server.responder = slow_responder(destination.fake, delay)
-    recorder = enable_providers(provider, BATCH_SIZE="100")
+def test_slow_server_delivers_everything_without_blocking(fault: Fault) -> None:
+    recorder = fault.enable(fault.provider, BATCH_SIZE="100")
+    fault.load = f"{EVENTS} events, batches of 100"
+    fault.server.responder = slow_responder(fault.fake, SLOW_ANSWER)
     half = EVENTS // 2
 
-    with QueueWatch() as watch:
-        first = track_burst(half, "slow")
-        assert destination.server.wait_for(lambda requests: len(requests) >= 1, 5.0)
-        # A request is in the air for a second: the caller does not notice.
-        second = track_burst(half, "slow", start=half)
-        assert first < BURST_LIMIT and second < 0.5, (first, second)
-        assert tc.flush_tracking(10)
+    first = track_burst(half, "slow")
+    assert fault.server.wait_for(lambda requests: len(requests) >= 1, 5.0)
+    # A request is in the air for a second: the caller does not notice.
+    second = track_burst(half, "slow", start=half)
+    assert first < BURST_LIMIT and second < 0.5, (first, second)
+    assert tc.flush_tracking(10)
 
-    result = tally(destination, recorder)
-    assert_exactly_once(result)
-    assert result.stats.failed == 0 and result.stats.retried == 0, result.stats
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: slow server ({delay:g} s per request)",
-        f"{EVENTS} events, batches of 100",
-        f"{result.summary()}; {half} track() calls took {second * 1000:.1f} ms while a "
-        "request was in the air",
-        result.lost,
+    result = assert_exactly_once(recorded(fault.destination, recorder))
+    assert result.counters.failed == 0 and result.counters.retried == 0, result.stats
+    fault.finish(
+        f"slow server ({SLOW_ANSWER:g} s per request)",
+        f"{half} track() calls took {second * 1000:.1f} ms while a request was in the air",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_payload_too_large_splits_batches(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
-    limit = 10
-    poison = "poison-7f3a-too-large"
+def test_payload_too_large_splits_batches(fault: Fault) -> None:
+    # Each event of the burst carries the scenario's name as a property value, verbatim in
+    # any JSON body: counting it counts the events a request carries.
+    scenario, poison, limit = "split-by-413-c0ffee", "poison-7f3a-too-large", 10
     answered: list[tuple[int, int]] = []  # (events carried, status) per request
     lock = threading.Lock()
-    fake = destination.fake
+    fake = fault.fake
 
     def respond(request: ReceivedRequest) -> Reply:
-        carried = wire_count(request)
+        carried = request.body.count(scenario.encode())
         if poison.encode() in request.body or carried > limit:
-            reply = vendor_error(provider, 413)
+            reply = fake.error(413)
         else:
             reply = fake(request)
         with lock:
             answered.append((carried, reply.status))
         return reply
 
-    destination.server.responder = respond
-    recorder = enable_providers(provider)
+    fault.server.responder = respond
+    recorder = fault.enable(fault.provider)
+    fault.load = f"{EVENTS + 1} events, batches of 50"
 
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS // 2, "413")
-        tc.track("Reliability Check", {"seq": -1, "blob": poison}, user_id="user-00413")
-        took += track_burst(EVENTS // 2, "413", start=EVENTS // 2)
-        assert took < BURST_LIMIT, took
-        assert tc.flush_tracking(10)
+    took = track_burst(EVENTS // 2, scenario)
+    tc.track("Reliability Check", {"seq": -1, "blob": poison}, user_id="user-00413")
+    took += track_burst(EVENTS // 2, scenario, start=EVENTS // 2)
+    assert took < BURST_LIMIT, took
+    assert tc.flush_tracking(10)
 
-    result = tally(destination, recorder)
+    result = recorded(fault.destination, recorder)
     assert len(result.expected) == EVENTS + 1
     assert_exactly_once(result, allowed_drops={tc.DropReason.TOO_LARGE})
-    assert dict(result.stats.dropped) == {tc.DropReason.TOO_LARGE: 1}
+    assert dict(result.counters.dropped) == {tc.DropReason.TOO_LARGE: 1}
     assert result.delivered == EVENTS
     refused = sum(1 for _, status in answered if status == 413)
     assert refused > 0
     assert all(carried <= limit for carried, status in answered if status == 200), answered
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
-    _finish()
-    reliability_report.add(
-        f"{provider}: HTTP 413 above {limit} events a request; one event too large alone",
-        f"{EVENTS + 1} events, batches of 50",
-        f"{result.summary()}; {refused} answers 413, batches halved down to <= {limit}",
-        result.lost,
+    fault.finish(
+        f"HTTP 413 above {limit} events a request; one event too large alone",
+        f"{refused} answers 413, batches halved down to <= {limit}",
+        result,
     )
 
 
-@EACH_PROVIDER
-def test_destination_down_for_the_whole_run(
-    provider: str,
-    destinations: dict[str, Destination],
-    enable_providers: ProviderSwitch,
-    reliability_report: ReliabilityReport,
-) -> None:
-    destination = destinations[provider]
+def test_destination_down_for_the_whole_run(fault: Fault) -> None:
     # Three quick refusals exhaust the first batch and open the circuit; the next probe is 5 s
     # away, longer than the shutdown budget, so the batches behind it are given up at shutdown.
-    recorder = enable_providers(
-        provider,
-        MAX_ATTEMPTS="3",
-        MAX_RETRY_TIME="10",
-        CIRCUIT_THRESHOLD="3",
-        CIRCUIT_PROBE_INTERVAL="5",
-    )
-    destination.server.stop()
+    recorder = fault.refused("down", attempts="3", retry_time="10", probe_interval="5")
     budget = 1.0
-
-    with QueueWatch() as watch:
-        took = track_burst(EVENTS, "down")
-        assert took < BURST_LIMIT, took
-        assert wait_until(
-            lambda: stats_of(provider).dropped.get(tc.DropReason.RETRIES_EXHAUSTED, 0) > 0, 5.0
-        ), stats_of(provider)
-        finished, spent = timed_shutdown(budget)
+    assert wait_until(
+        lambda: stats_of(fault.provider).dropped.get(tc.DropReason.RETRIES_EXHAUSTED, 0) > 0, 5.0
+    ), stats_of(fault.provider)
+    finished, spent = timed_shutdown(budget)
     assert spent < budget + SHUTDOWN_MARGIN, spent
     assert finished, "the engine should give up at once rather than wait for the next probe"
 
-    final = settle(provider)
-    result = tally(destination, recorder)
+    final = settle(fault.provider)
+    result = recorded(fault.destination, recorder)
     assert_exactly_once(
         result, allowed_drops={tc.DropReason.RETRIES_EXHAUSTED, tc.DropReason.SHUTDOWN}
     )
@@ -390,11 +324,10 @@ def test_destination_down_for_the_whole_run(
     assert sum(final.dropped.values()) == EVENTS, final
     assert final.dropped.get(tc.DropReason.RETRIES_EXHAUSTED, 0) > 0, final
     assert final.dropped.get(tc.DropReason.SHUTDOWN, 0) > 0, final
-    assert len(destination.server.requests) == 0
-    _check_bound(watch, provider, DEFAULT_MAX_QUEUE)
+    assert len(fault.server.requests) == 0
     dropped = ", ".join(f"{count} {reason}" for reason, count in sorted(final.dropped.items()))
-    reliability_report.add(
-        f"{provider}: destination down (connection refused) for the whole run",
+    fault.report.add(
+        f"{fault.provider}: destination down (connection refused) for the whole run",
         f"{EVENTS} events, shutdown budget {budget:g} s",
         f"0 delivered; dropped and counted: {dropped}; shutdown returned in {spent:.2f} s",
         result.lost,
@@ -405,7 +338,7 @@ def test_destination_down_for_the_whole_run(
 
 
 def _abandon_mid_request(
-    destination: Destination, enable_providers: ProviderSwitch, flush_interval: str
+    destination: Served, enable_providers: ProviderSwitch, flush_interval: str
 ) -> tuple[RecordingProvider, float]:
     """One batch in the air at a server answering 200 after 1 s, and a 0.3 s shutdown budget:
     the shutdown runs out of time with the batch in flight. Returns once the answer came."""
@@ -421,19 +354,19 @@ def _abandon_mid_request(
 
 
 def test_shutdown_out_of_budget_counts_the_batch_in_flight_once(
-    destinations: dict[str, Destination], enable_providers: ProviderSwitch
+    destinations: dict[str, Served], enable_providers: ProviderSwitch
 ) -> None:
     destination = destinations["posthog"]
     recorder, _ = _abandon_mid_request(destination, enable_providers, "0.05")
     final = settle(destination.provider)
-    result = tally(destination, recorder)
+    result = recorded(destination, recorder)
     assert result.delivered == 50  # the destination did take the batch
     # Each accepted event ends as delivered or dropped, not both.
     assert final.delivered + sum(final.dropped.values()) == final.accepted == 50, final
 
 
 def test_tracking_works_again_after_a_shutdown_out_of_budget(
-    destinations: dict[str, Destination], enable_providers: ProviderSwitch
+    destinations: dict[str, Served], enable_providers: ProviderSwitch
 ) -> None:
     destination = destinations["posthog"]
     _abandon_mid_request(destination, enable_providers, "30")

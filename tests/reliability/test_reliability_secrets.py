@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -22,7 +23,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,28 +32,41 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import tracking_core as tc
-from tracking_core.demo import DEMO_KEYS, Destination, builtin_destinations
+from tracking_core.fakes import VendorFake
+from tracking_core.hookspecs import PROJECT_NAME
 from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
 from tracking_core.registry import runtime
 from tracking_core.settings import EngineSettings
+
+from ..harness import (
+    BUILTIN_PROVIDERS,
+    Served,
+    credentials,
+    environment,
+    served_fakes,
+    subprocess_environment,
+)
+from ..tcp_server import TcpServer
 
 if TYPE_CHECKING:
     from tests.reliability.conftest import ReliabilityReport
 
 REPO = Path(__file__).resolve().parents[2]
-PROVIDERS = ("posthog", "mixpanel", "amplitude", "webhook")
+PROVIDERS = BUILTIN_PROVIDERS
 USER = "user-secrets-0001"
 
-#: Our own secrets, beside DEMO_KEYS: Mixpanel's project secret (events then go to /import with
+#: The credentials the fakes expect, by variable.
+CREDENTIALS = credentials(PROVIDERS)
+#: Our own secrets, beside those: Mixpanel's project secret (events then go to /import with
 #: HTTP Basic auth) and a token carried in the webhook URL's query.
 MIXPANEL_SECRET = "mp-api-secret-6b1d9e20"
 MIXPANEL_BASIC = base64.b64encode(f"{MIXPANEL_SECRET}:".encode()).decode()
 URL_TOKEN = "url-token-3f9c1a77"
-WEBHOOK_TOKEN = DEMO_KEYS["TRACKING_WEBHOOK_AUTH"].partition(" ")[2]
-WEBHOOK_KEY = DEMO_KEYS["TRACKING_WEBHOOK_SECRET"].removeprefix("whsec_")
+WEBHOOK_TOKEN = CREDENTIALS["TRACKING_WEBHOOK_AUTH"].partition(" ")[2]
+WEBHOOK_KEY = CREDENTIALS["TRACKING_WEBHOOK_SECRET"].removeprefix("whsec_")
 
 SECRETS: tuple[str, ...] = (
-    *DEMO_KEYS.values(),
+    *CREDENTIALS.values(),
     WEBHOOK_TOKEN,
     WEBHOOK_KEY,
     MIXPANEL_SECRET,
@@ -68,39 +81,26 @@ def leaks(text: str, secrets: Sequence[str] = SECRETS) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def destinations() -> Iterator[dict[str, Destination]]:
+def destinations() -> Iterator[dict[str, Served]]:
     """The four fakes, Mixpanel's expecting the project secret on /import; served once."""
-    found = {d.provider: d for d in builtin_destinations()}
-    found["mixpanel"].fake.api_secret = MIXPANEL_SECRET
-    for destination in found.values():
-        destination.server.start()
-    try:
+    with served_fakes(PROVIDERS) as found:
+        found["mixpanel"].fake.api_secret = MIXPANEL_SECRET  # type: ignore[attr-defined]
         yield found
-    finally:
-        for destination in found.values():
-            destination.server.stop()
 
 
-def environment(destinations: Mapping[str, Destination]) -> dict[str, str | None]:
+#: Debug on, quick retries.
+DEBUG_SETTINGS = {"TRACKING_DISABLED": "0", "TRACKING_DEBUG": "1", "TRACKING_RETRY_BACKOFF": "0.01"}
+
+
+def all_secrets_environment(destinations: Mapping[str, Served]) -> dict[str, str | None]:
     """Every secret set, debug on, the four providers pointed at their fakes."""
-    env: dict[str, str | None] = {
-        name: None
-        for name in os.environ
-        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_"))
-    }
-    env.update(DEMO_KEYS)
-    env["MIXPANEL_API_SECRET"] = MIXPANEL_SECRET
-    env["TRACKING_PROVIDERS"] = ",".join(PROVIDERS)
-    env["TRACKING_DISABLED"] = "0"
-    env["TRACKING_DEBUG"] = "1"
-    env["TRACKING_RETRY_BACKOFF"] = "0.01"
-    env["TRACKING_RETRY_BACKOFF_MAX"] = "0.02"
-    for destination in destinations.values():
-        env.update(destination.environment(destination.server.url))
-    env["TRACKING_WEBHOOK_URL"] = (
-        destinations["webhook"].server.url + f"/hooks/analytics?token={URL_TOKEN}"
+    url = destinations["webhook"].server.url + f"/hooks/analytics?token={URL_TOKEN}"
+    return environment(
+        destinations.values(),
+        {**DEBUG_SETTINGS, "TRACKING_RETRY_BACKOFF_MAX": "0.02"},
+        MIXPANEL_API_SECRET=MIXPANEL_SECRET,
+        TRACKING_WEBHOOK_URL=url,
     )
-    return env
 
 
 def capture_everything(caplog: pytest.LogCaptureFixture) -> None:
@@ -126,51 +126,43 @@ def counted_ends(stats: tc.ProviderStats) -> int:
 #: What each destination echoes back: its own provider's secrets (a provider can only mask
 #: the secrets it holds).
 OWN_SECRETS: dict[str, tuple[str, ...]] = {
-    "posthog": (DEMO_KEYS["POSTHOG_API_KEY"],),
-    "mixpanel": (DEMO_KEYS["MIXPANEL_TOKEN"], MIXPANEL_SECRET, MIXPANEL_BASIC),
-    "amplitude": (DEMO_KEYS["AMPLITUDE_API_KEY"],),
+    "posthog": (CREDENTIALS["POSTHOG_API_KEY"],),
+    "mixpanel": (CREDENTIALS["MIXPANEL_TOKEN"], MIXPANEL_SECRET, MIXPANEL_BASIC),
+    "amplitude": (CREDENTIALS["AMPLITUDE_API_KEY"],),
     "webhook": (
-        DEMO_KEYS["TRACKING_WEBHOOK_AUTH"],
-        DEMO_KEYS["TRACKING_WEBHOOK_SECRET"],
+        CREDENTIALS["TRACKING_WEBHOOK_AUTH"],
+        CREDENTIALS["TRACKING_WEBHOOK_SECRET"],
         WEBHOOK_KEY,
         f"token={URL_TOKEN}",  # the URL's query as a whole
     ),
 }
 
 
-def echoing_retries(destinations: Mapping[str, Destination]) -> None:
-    """Script each fake to answer the next two requests with a 503 echoing its secrets."""
-    retry = {"Retry-After": "0"}
+def echoing_retries(destinations: Mapping[str, Served]) -> None:
+    """Script each fake to answer the next two requests with its vendor's 503, echoing its
+    secrets."""
     for name, destination in destinations.items():
         echo = " ".join(OWN_SECRETS[name])
-        bodies: dict[str, Any] = {
-            "posthog": f"overloaded ({echo})",
-            "mixpanel": {"error": f"down ({echo})", "status": 0},
-            "amplitude": {"code": 503, "error": echo},
-            "webhook": {"code": "unavailable", "message": echo},
-        }
-        destination.fake.fail_next(Reply(503, bodies[name], retry), 2)
+        reply = destination.fake.error(503, f"overloaded ({echo})", retry_after="0")
+        destination.fake.fail_next(reply, times=2)
 
 
-def echoing_rejections(destinations: Mapping[str, Destination]) -> None:
-    """Script each fake to refuse the next request with a 4xx whose body echoes its secrets."""
-    replies = {
-        "posthog": lambda echo: Reply(401, f"API key is not valid: {echo}"),
-        "mixpanel": lambda echo: Reply(401, {"code": 401, "error": f"Invalid credentials {echo}"}),
-        "amplitude": lambda echo: Reply(400, {"code": 400, "error": f"Invalid API key: {echo}"}),
-        "webhook": lambda echo: Reply(401, {"code": "unauthorized", "message": f"want {echo}"}),
-    }
+def echoing_rejections(destinations: Mapping[str, Served]) -> None:
+    """Script each fake to refuse the next request with its vendor's 401, echoing its
+    secrets."""
     for name, destination in destinations.items():
-        destination.fake.fail_next(replies[name](" ".join(OWN_SECRETS[name])))
+        echo = " ".join(OWN_SECRETS[name])
+        destination.fake.fail_next(destination.fake.error(401, f"invalid credentials {echo}"))
+
+
+def settings_declarations() -> list[Any]:
+    """The settings class each built-in provider declares, reached through its entry point."""
+    plugins = importlib.metadata.entry_points(group=PROJECT_NAME)
+    return [plugin.load().settings for plugin in plugins if plugin.name in PROVIDERS]
 
 
 def objects_an_application_sees() -> list[Any]:
     """Providers, their settings, the engine's settings, counters and plugin reports."""
-    from tracking_amplitude.provider import AmplitudeSettings
-    from tracking_mixpanel.provider import MixpanelSettings
-    from tracking_posthog.provider import PostHogSettings
-    from tracking_webhook.provider import WebhookSettings
-
     engine = runtime().engine
     seen: list[Any] = [
         tc.tracking_stats(),
@@ -180,19 +172,36 @@ def objects_an_application_sees() -> list[Any]:
     ]
     for lane in engine.lanes:
         seen += [lane, lane.provider, getattr(lane.provider, "settings", None)]
-    for settings_class in (PostHogSettings, MixpanelSettings, AmplitudeSettings, WebhookSettings):
+    for settings_class in settings_declarations():
         seen.append(settings_class.from_environ(os.environ))
     return seen
 
 
+Configure = Callable[..., None]
+
+
+@pytest.fixture
+def enable_all(
+    destinations: dict[str, Served], tracking_env: Configure, caplog: pytest.LogCaptureFixture
+) -> Configure:
+    """``enable_all(**changes)``: every log line captured (`capture_everything`), then
+    `all_secrets_environment` with `changes` (None removes a variable), as an application
+    starts."""
+    capture_everything(caplog)
+
+    def apply(**changes: str | None) -> None:
+        tracking_env(**{**all_secrets_environment(destinations), **changes})
+
+    return apply
+
+
 def test_no_secret_in_logs_reprs_or_stats_through_delivery_retries_and_rejections(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+    destinations: dict[str, Served],
+    enable_all: Configure,
     caplog: pytest.LogCaptureFixture,
     reliability_report: ReliabilityReport,
 ) -> None:
-    capture_everything(caplog)
-    tracking_env(**environment(destinations))
+    enable_all()
     assert sorted(tc.list_tracking_providers()) == sorted(PROVIDERS)
 
     # Delivery (events and identifies, every route).
@@ -243,40 +252,43 @@ def test_no_secret_in_logs_reprs_or_stats_through_delivery_retries_and_rejection
     )
 
 
-def test_a_key_echoed_in_a_response_header_is_masked_too(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    capture_everything(caplog)
-    tracking_env(**environment(destinations))
-    assert "posthog" in tc.list_tracking_providers()
-    key = DEMO_KEYS["POSTHOG_API_KEY"]
-    destinations["posthog"].fake.fail_next(
-        Reply(503, "busy", {"Retry-After": "0", "X-Echo-Api-Key": key})
-    )
-    tc.track("Header Echo", user_id=USER)
-    assert tc.flush_tracking(15)
-    assert tc.tracking_stats()["posthog"].retried == 1
-    assert leaks(all_log_text(caplog), (key,)) == []
+#: A secret echoed alone by a destination: (provider, its answer, the secret, the events then
+#: (retried, rejected)).
+ECHOES: dict[str, tuple[str, Callable[[VendorFake], Reply], str, tuple[int, int]]] = {
+    "a-key-in-a-response-header": (
+        "posthog",
+        lambda fake: Reply(
+            503, "busy", {"Retry-After": "0", "X-Echo-Api-Key": CREDENTIALS["POSTHOG_API_KEY"]}
+        ),
+        CREDENTIALS["POSTHOG_API_KEY"],
+        (1, 0),
+    ),
+    "a-webhook-url-token-alone": (
+        "webhook",
+        lambda fake: fake.error(401, f"unknown token {URL_TOKEN}"),
+        URL_TOKEN,
+        (0, 1),
+    ),
+}
 
 
-def test_a_webhook_url_token_echoed_alone_is_masked(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+@pytest.mark.parametrize("echo", list(ECHOES))
+def test_a_secret_echoed_alone_is_masked(
+    destinations: dict[str, Served],
+    enable_all: Configure,
     caplog: pytest.LogCaptureFixture,
+    echo: str,
 ) -> None:
-    capture_everything(caplog)
-    tracking_env(**environment(destinations))
-    assert "webhook" in tc.list_tracking_providers()
-    destinations["webhook"].fake.fail_next(
-        Reply(401, {"code": "unauthorized", "message": f"unknown token {URL_TOKEN}"})
-    )
-    tc.track("Token Echo", user_id=USER)
+    provider, answer, secret, outcome = ECHOES[echo]
+    enable_all()
+    assert provider in tc.list_tracking_providers()
+    fake = destinations[provider].fake
+    fake.fail_next(answer(fake))
+    tc.track("Echo", user_id=USER)
     assert tc.flush_tracking(15)
-    stats = tc.tracking_stats()["webhook"]
-    assert stats.dropped.get(tc.DropReason.REJECTED) == 1
-    assert leaks(f"{stats.last_error}\n{all_log_text(caplog)}", (URL_TOKEN,)) == []
+    stats = tc.tracking_stats()[provider]
+    assert (stats.retried, stats.dropped.get(tc.DropReason.REJECTED, 0)) == outcome, stats
+    assert leaks(f"{stats.last_error}\n{all_log_text(caplog)}", (secret,)) == []
 
 
 #: Credentials in the webhook URL: the password holds a ``"`` and a ``\\``, so that a receiver
@@ -312,23 +324,14 @@ def credentials_echo(status: int) -> Callable[[ReceivedRequest], Reply]:
 
 def webhook_with_url_credentials(url: str) -> dict[str, str | None]:
     """The webhook alone, its URL carrying `URL_USER` and `URL_PASSWORD`, debug on."""
-    env: dict[str, str | None] = {
-        name: None
-        for name in os.environ
-        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_"))
-    }
     password = urllib.parse.quote(URL_PASSWORD, safe="")
-    env.update(
-        {
-            "TRACKING_PROVIDERS": "webhook",
-            "TRACKING_DISABLED": "0",
-            "TRACKING_DEBUG": "1",
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            "TRACKING_WEBHOOK_URL": url.replace("http://", f"http://{URL_USER}:{password}@")
-            + "/hooks/in",
-        }
+    credentials = f"http://{URL_USER}:{password}@"
+    return environment(
+        (),
+        DEBUG_SETTINGS,
+        TRACKING_PROVIDERS="webhook",
+        TRACKING_WEBHOOK_URL=url.replace("http://", credentials) + "/hooks/in",
     )
-    return env
 
 
 def test_every_form_of_url_credentials_is_masked_when_echoed(
@@ -405,20 +408,13 @@ BAD_SECRETS: dict[str, tuple[dict[str, str | None], str, str]] = {
 
 @pytest.mark.parametrize("changes, variable, secret", BAD_SECRETS.values(), ids=list(BAD_SECRETS))
 def test_a_malformed_secret_is_named_never_shown(
-    destinations: dict[str, Destination],
-    tracking_env: Callable[..., None],
+    enable_all: Configure,
     caplog: pytest.LogCaptureFixture,
     changes: dict[str, str | None],
     variable: str,
     secret: str,
 ) -> None:
-    from tracking_mixpanel.provider import MixpanelSettings
-    from tracking_posthog.provider import PostHogSettings
-    from tracking_webhook.provider import WebhookSettings
-
-    capture_everything(caplog)
-    env = {**environment(destinations), **changes}
-    tracking_env(**env)
+    enable_all(**changes)
     names = tc.list_tracking_providers()
     assert len(names) == 3  # only the misconfigured provider is off
     reports = tc.discover_tracking_providers()
@@ -427,7 +423,7 @@ def test_a_malformed_secret_is_named_never_shown(
 
     # The exception an application gets when it reads the settings itself.
     messages: list[str] = []
-    for settings_class in (PostHogSettings, MixpanelSettings, WebhookSettings):
+    for settings_class in settings_declarations():
         try:
             settings_class.from_environ(os.environ)
         except tc.SettingsError as exc:
@@ -447,20 +443,18 @@ def _tracking_command() -> list[str]:
 def _run_cli(
     args: Sequence[str], env: Mapping[str, str | None]
 ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k not in env}
-    full.update({k: v for k, v in env.items() if v is not None})
     return subprocess.run(
         [*_tracking_command(), *args],
         capture_output=True,
         text=True,
-        env=full,
+        env=subprocess_environment(env),
         cwd=REPO,
         timeout=60,
     )
 
 
-def test_the_cli_never_prints_a_secret(destinations: dict[str, Destination]) -> None:
-    env = environment(destinations)
+def test_the_cli_never_prints_a_secret(destinations: dict[str, Served]) -> None:
+    env = all_secrets_environment(destinations)
 
     listing = _run_cli(["providers"], env)
     assert listing.returncode == 0, listing.stderr
@@ -477,9 +471,8 @@ def test_the_cli_never_prints_a_secret(destinations: dict[str, Destination]) -> 
     assert sent.stdout.count("delivered") == 4
     assert "sent 1 items" in sent.stderr  # TRACKING_DEBUG's lines, on stderr
 
-    destinations["posthog"].fake.fail_next(
-        Reply(401, f"API key is not valid: {DEMO_KEYS['POSTHOG_API_KEY']}")
-    )
+    posthog = destinations["posthog"].fake
+    posthog.fail_next(posthog.error(401, f"API key is not valid: {CREDENTIALS['POSTHOG_API_KEY']}"))
     refused = _run_cli(["send", "CLI Refused", "--user-id", USER, "--timeout", "10"], env)
     assert refused.returncode == 1
     posthog_line = next(line for line in refused.stdout.splitlines() if line.startswith("posthog"))
@@ -490,9 +483,9 @@ def test_the_cli_never_prints_a_secret(destinations: dict[str, Destination]) -> 
 
 
 def test_the_cli_does_not_print_credentials_in_a_host_url(
-    destinations: dict[str, Destination],
+    destinations: dict[str, Served],
 ) -> None:
-    env = environment(destinations)
+    env = all_secrets_environment(destinations)
     password = "proxy-pass-c0ffee08"
     env["MIXPANEL_HOST"] = destinations["mixpanel"].server.url.replace(
         "http://", f"http://proxyuser:{password}@"
@@ -521,19 +514,19 @@ INSECURE_SWITCHES = {
 }
 
 
-def _contexts(client: Any) -> list[ssl.SSLContext]:
+def _contexts(transport: Any) -> list[ssl.SSLContext]:
     """The SSL contexts a provider's transport verifies with (one for every pool it makes,
     direct or through a proxy)."""
     from tracking_core.transport import DefaultTransport
 
-    assert isinstance(client, DefaultTransport), type(client)
-    return [client.ssl_context]
+    assert isinstance(transport, DefaultTransport), type(transport)
+    return [transport.ssl_context]
 
 
 def test_every_builtin_provider_client_verifies_certificates(
-    destinations: dict[str, Destination], tracking_env: Callable[..., None]
+    destinations: dict[str, Served], tracking_env: Callable[..., None]
 ) -> None:
-    env = {**environment(destinations), **INSECURE_SWITCHES}
+    env = {**all_secrets_environment(destinations), **INSECURE_SWITCHES}
     tracking_env(**env)
     assert sorted(tc.list_tracking_providers()) == sorted(PROVIDERS)
     tc.track("TLS Check", user_id=USER)  # the first request creates each provider's client
@@ -542,8 +535,8 @@ def test_every_builtin_provider_client_verifies_certificates(
     assert sorted(lanes) == sorted(PROVIDERS)
     for name, lane in lanes.items():
         assert tc.tracking_stats()[name].delivered >= 1
-        client = lane.provider._client
-        assert client is not None, f"{name} made no HTTP client"
+        client = lane.delivery.transport  # the lane's Sender: the transport it sends through
+        assert client is not None, f"{name} made no HTTP transport"
         contexts = _contexts(client)
         assert contexts, name
         for context in contexts:
@@ -563,55 +556,51 @@ _SWITCH_NAME = re.compile(r"""["'][A-Z0-9_]*(VERIFY|INSECURE)[A-Z0-9_]*["']""")
 
 def test_no_setting_in_the_code_can_disable_tls_verification() -> None:
     files = [path for root in _SOURCES for path in sorted(root.rglob("*.py"))]
-    assert len(files) >= 20 and any(p.name == "http.py" for p in files)
+    # The HTTP layer: every module of the tracking_core.http and tracking_core.transport
+    # packages (the sender, the wire types, the default transport, proxies...).
+    http_layer = [
+        path
+        for package in ("http", "transport")
+        for path in sorted((REPO / "tracking_core" / package).glob("*.py"))
+    ]
+    assert len(http_layer) >= 6 and set(http_layer) <= set(files)
+    assert len(files) >= 20
     offences = []
     for path in files:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if _DISABLING.search(line) or _SWITCH_NAME.search(line):
                 offences.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offences == []
-    transport_source = (REPO / "tracking_core" / "transport.py").read_text(encoding="utf-8")
-    assert "ssl.create_default_context(cafile=" in transport_source
+    http_source = "\n".join(path.read_text(encoding="utf-8") for path in http_layer)
+    assert "ssl.create_default_context(cafile=" in http_source
 
 
-class TlsServer:
+class TlsServer(TcpServer):
     """A loopback HTTPS server with a self-signed certificate that answers ``200`` to anything;
     it counts the TLS handshakes that succeeded and failed."""
 
     def __init__(self, certfile: Path, keyfile: Path) -> None:
+        super().__init__()
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(certfile, keyfile)
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self._socket.settimeout(0.05)
-        self.port = self._socket.getsockname()[1]
         self.handshakes = 0
         self.refused = 0
         self.requests: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def serve(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
             try:
-                raw, _ = self._socket.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with raw:
-                raw.settimeout(5)
-                try:
-                    conn = self._context.wrap_socket(raw, server_side=True)
-                except (ssl.SSLError, OSError):
+                conn = self._context.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):
+                with self._lock:
                     self.refused += 1
-                    continue
+                return
+            with self._lock:
                 self.handshakes += 1
-                with conn, contextlib.suppress(OSError):
-                    self.requests.append(self._read_request(conn))
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    )
+            with conn, contextlib.suppress(OSError):
+                self.requests.append(self._read_request(conn))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     @staticmethod
     def _read_request(conn: ssl.SSLSocket) -> bytes:
@@ -638,11 +627,6 @@ class TlsServer:
                 return False
             time.sleep(0.005)
         return True
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._socket.close()
 
 
 @pytest.fixture
@@ -681,30 +665,23 @@ def self_signed(tmp_path: Path) -> Iterator[tuple[TlsServer, Path]]:
         capture_output=True,
         timeout=30,
     )
-    server = TlsServer(cert, key)
-    try:
+    with TlsServer(cert, key) as server:
         yield server, cert
-    finally:
-        server.close()
 
 
 def _posthog_over_tls(server: TlsServer, tracking_env: Callable[..., None], **extra: str) -> None:
-    env: dict[str, str | None] = {
-        name: None
-        for name in os.environ
-        if name.startswith(("POSTHOG_", "MIXPANEL_", "AMPLITUDE_", "TRACKING_", "SSL_CERT_"))
-    }
-    env.update(
-        {
-            "POSTHOG_API_KEY": DEMO_KEYS["POSTHOG_API_KEY"],
-            "POSTHOG_HOST": f"https://127.0.0.1:{server.port}",
-            "TRACKING_PROVIDERS": "posthog",
-            "TRACKING_MAX_ATTEMPTS": "2",
-            "TRACKING_RETRY_BACKOFF": "0.01",
-            **INSECURE_SWITCHES,
-            **extra,
-        }
+    env = environment(
+        (),
+        {},
+        POSTHOG_API_KEY=CREDENTIALS["POSTHOG_API_KEY"],
+        POSTHOG_HOST=f"https://127.0.0.1:{server.port}",
+        TRACKING_PROVIDERS="posthog",
+        TRACKING_MAX_ATTEMPTS="2",
+        TRACKING_RETRY_BACKOFF="0.01",
+        **INSECURE_SWITCHES,
     )
+    env.update({name: None for name in os.environ if name.startswith("SSL_CERT_")})
+    env.update(extra)
     tracking_env(**env)
     assert tc.list_tracking_providers() == ["posthog"]
     tc.track("TLS Check", user_id=USER)

@@ -22,18 +22,16 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tracking_core.demo import DEMO_KEYS, Destination
 from tracking_core.receivers import ReceivedRequest, Reply
 
+from ..harness import TAG, Served, Started, assert_exactly_once, environment, tally
 from .conftest import ReliabilityReport, slow_responder
 
 pytestmark = [
@@ -114,34 +112,21 @@ def _get(port: int, path: str, timeout: float = 10.0) -> bytes:
         connection.close()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited early ({process.returncode})")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
 
 
-def _environment(destinations: dict[str, Destination], app_dir: Path) -> dict[str, str]:
-    vendor = ("TRACKING_", "POSTHOG_", "MIXPANEL_", "AMPLITUDE_")
-    env = {name: value for name, value in os.environ.items() if not name.startswith(vendor)}
-    env.update(DEMO_KEYS)
-    env.update(
-        TRACKING_PROVIDERS=",".join(PROVIDERS),
-        TRACKING_FLUSH_INTERVAL="60",
-        TRACKING_SHUTDOWN_TIMEOUT=str(BUDGET),
+def _environment(destinations: dict[str, Served], app_dir: Path) -> dict[str, str | None]:
+    return environment(
+        [destinations[name] for name in PROVIDERS],
+        {"TRACKING_FLUSH_INTERVAL": "60", "TRACKING_SHUTDOWN_TIMEOUT": str(BUDGET)},
         TRACKING_RETRY_BACKOFF="0.05",
         TRACKING_RETRY_BACKOFF_MAX="0.2",
         PYTHONPATH=os.pathsep.join(filter(None, [str(app_dir), os.environ.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
-    for name in PROVIDERS:
-        destination = destinations[name]
-        env.update(destination.environment(destination.server.url))
-    return env
 
 
 class Server:
@@ -206,61 +191,34 @@ class Run:
         self.took = took
 
 
-def _run(server: Server, port: int, tmp_path: Path, env: dict[str, str], requests: int) -> Run:
+def _run(
+    server: Server, port: int, tmp_path: Path, env: dict[str, str | None], requests: int
+) -> Run:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "script.py").write_text(textwrap.dedent(SCRIPT))
-    log = (tmp_path / "server.log").open("w+")
-    process = subprocess.Popen(
-        server.command,
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     tracked = 0
-    try:
+    with Started(server.command, cwd=tmp_path, env=env) as started:
         if server.command[-1] == "script.py":
-            deadline = time.monotonic() + 30
-            while "ready" not in (tmp_path / "server.log").read_text():
-                assert process.poll() is None, (tmp_path / "server.log").read_text()
-                assert time.monotonic() < deadline, "the script did not start"
-                time.sleep(0.05)
+            started.wait_for_line("ready", 30)
             tracked = 300
         else:
-            _wait_for_port(port, process)
+            started.wait(lambda: _listening(port), 30, f"listening on port {port}")
             for number in range(requests):
                 answer = json.loads(_get(port, f"/?n={PER_REQUEST}&tag=r{number}"))
                 tracked += int(answer["tracked"])
-        signalled = time.monotonic()
-        process.send_signal(server.stop)
-        returncode = process.wait(timeout=BUDGET + MARGIN)
-        took = time.monotonic() - signalled
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.seek(0)
-        output = log.read()
-        log.close()
-    return Run(tracked, returncode, output, took)
+        returncode, took = started.stop(server.stop, BUDGET + MARGIN)
+    return Run(tracked, returncode, started.output, took)
 
 
-def _arrived(destination: Destination) -> collections.Counter[tuple[str, int]]:
-    counts: collections.Counter[tuple[str, int]] = collections.Counter()
-    for event in list(destination.fake.events):
-        props = event[destination.props_key]
-        counts[(str(props["tag"]), int(props["seq"]))] += 1
-    return counts
-
-
-def _expected(run: Run, requests: int) -> collections.Counter[tuple[str, int]]:
+def _expected(run: Run, requests: int) -> set[tuple[str, int]]:
     if run.tracked == 300 and requests == 0:
-        return collections.Counter(("script", seq) for seq in range(300))
-    return collections.Counter(
-        (f"r{n}", seq) for n in range(requests) for seq in range(PER_REQUEST)
-    )
+        return {("script", seq) for seq in range(300)}
+    return {(f"r{n}", seq) for n in range(requests) for seq in range(PER_REQUEST)}
+
+
+def _delivered_once(destination: Served, run: Run, wanted: set[tuple[str, int]]) -> None:
+    assert destination.fake.events, f"{destination.provider}: nothing arrived\n{run.output}"
+    assert_exactly_once(tally(destination, wanted, key=TAG))
 
 
 EXIT_LINE = re.compile(
@@ -307,7 +265,7 @@ def _dead(request: ReceivedRequest) -> Reply:
 
 
 @contextlib.contextmanager
-def _slow_answers(destinations: dict[str, Destination], *, dead: str = "") -> Iterator[None]:
+def _slow_answers(destinations: dict[str, Served], *, dead: str = "") -> Iterator[None]:
     """Each provider's fake answers `ANSWER_DELAY` late; the `dead` one answers 503."""
     saved = {name: destinations[name].server.responder for name in PROVIDERS}
     for name in PROVIDERS:
@@ -320,29 +278,31 @@ def _slow_answers(destinations: dict[str, Destination], *, dead: str = "") -> It
             destinations[name].server.responder = responder
 
 
-@pytest.mark.parametrize("key", list(_servers(0)))
-def test_a_stopped_server_delivers_what_was_pending(
-    key: str,
-    destinations: dict[str, Destination],
-    app_dir: Path,
-    reliability_report: ReliabilityReport,
-) -> None:
+def _stopped(
+    key: str, destinations: dict[str, Served], app_dir: Path, dead: str = ""
+) -> tuple[Server, Run, set[tuple[str, int]]]:
+    """Run scenario `key` (the `dead` provider answering 503) to its exit, which must be
+    clean and within the budget; the server, the run and the events it tracked."""
     port = _free_port()
     server = _servers(port)[key]
     requests = _requests_for(key)
-    with _slow_answers(destinations):
+    with _slow_answers(destinations, dead=dead):
         run = _run(server, port, app_dir, _environment(destinations, app_dir), requests)
     _assert_no_traceback(run, server)
     assert run.took < BUDGET + MARGIN
-    wanted = _expected(run, requests)
+    return server, run, _expected(run, requests)
+
+
+@pytest.mark.parametrize("key", list(_servers(0)))
+def test_a_stopped_server_delivers_what_was_pending(
+    key: str,
+    destinations: dict[str, Served],
+    app_dir: Path,
+    reliability_report: ReliabilityReport,
+) -> None:
+    server, run, wanted = _stopped(key, destinations, app_dir)
     for name in PROVIDERS:
-        assert destinations[name].fake.events, f"{name}: nothing arrived\n{run.output}"
-        got = _arrived(destinations[name])
-        missing = sorted(set(wanted) - set(got))
-        twice = sorted(k for k, count in got.items() if count > 1)
-        assert not missing, f"{name}: {len(missing)} of {run.tracked} missing; {run.output}"
-        assert not twice, f"{name}: delivered twice: {twice[:5]}"
-        assert set(got) == set(wanted)
+        _delivered_once(destinations[name], run, wanted)
     if server.command[-1] == "script.py" and server.stop == signal.SIGTERM:
         # The default action is kept: the script still ends as killed by SIGTERM.
         assert run.returncode == -signal.SIGTERM, run.returncode
@@ -359,20 +319,13 @@ def test_a_stopped_server_delivers_what_was_pending(
 @pytest.mark.parametrize("key", ["uvicorn-2-term", "gunicorn-sync-2-term", "script-term"])
 def test_what_a_dead_destination_could_not_take_is_counted_and_logged_at_exit(
     key: str,
-    destinations: dict[str, Destination],
+    destinations: dict[str, Served],
     app_dir: Path,
     reliability_report: ReliabilityReport,
 ) -> None:
-    port = _free_port()
-    server = _servers(port)[key]
-    requests = _requests_for(key)
-    with _slow_answers(destinations, dead="posthog"):
-        run = _run(server, port, app_dir, _environment(destinations, app_dir), requests)
-    _assert_no_traceback(run, server)
-    assert run.took < BUDGET + MARGIN
+    server, run, wanted = _stopped(key, destinations, app_dir, dead="posthog")
     # The healthy provider got everything.
-    wanted = _expected(run, requests)
-    assert set(_arrived(destinations["webhook"])) == set(wanted)
+    _delivered_once(destinations["webhook"], run, wanted)
     # The dead one: every event the processes accepted is in the exit log, exactly.
     figures = exit_figures(run.output, "posthog")
     assert figures, f"no exit log line for posthog:\n{run.output}"
