@@ -1,10 +1,8 @@
 """tracking-core: one `track()` call, every configured analytics backend, never blocking.
 
-The public API is re-exported here; the modules behind it are named for what they do:
-`api` (the functions), `event` (records and JSON conversion), `registry` (the process-wide
-registry), `hookspecs` (the plugin hook), `discovery` (entry points), `engine` (queues, workers,
-batching, flush, shutdown, fork), `http` (the batching HTTP sender), `settings` (environment
-variables).
+The public API is re-exported here; the modules behind it are named for what they do (see
+docs/design.md). Importing the package loads only `api` (and `process`, for the SIGTERM
+handler); the other public names load their modules when first used.
 """
 
 from ._version import __version__
@@ -21,13 +19,17 @@ from .api import (
     tracking_stats,
     unregister_tracking_provider,
 )
-from .discovery import PluginReport
-from .engine import DropReason, ProviderStats
-from .event import TrackingEvent, TrackingIdentify, json_safe
-from .hookspecs import hookimpl
-from .settings import SettingsError
-from .settings_doc import ProviderSetting
-from .types import TrackingProvider
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .convert import json_safe
+    from .discovery import PluginReport
+    from .engine.stats import DropReason, ProviderStats
+    from .event import TrackingEvent, TrackingIdentify
+    from .hookspecs import hookimpl
+    from .settings import SettingsError
+    from .settings_doc import ProviderSetting
+    from .types import TrackingProvider
 
 __all__ = [
     "DropReason",
@@ -53,3 +55,32 @@ __all__ = [
     "tracking_stats",
     "unregister_tracking_provider",
 ]
+
+#: The public names whose modules load on first use: name -> module.
+_LAZY = {
+    "DropReason": "engine.stats",
+    "PluginReport": "discovery",
+    "ProviderSetting": "settings_doc",
+    "ProviderStats": "engine.stats",
+    "SettingsError": "settings",
+    "TrackingEvent": "event",
+    "TrackingIdentify": "event",
+    "TrackingProvider": "types",
+    "hookimpl": "hookspecs",
+    "json_safe": "convert",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,22 +7,30 @@ fan-out, I/O, logging) happens on the engine's threads.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import datetime as _dt
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
 
-from .discovery import PluginReport
-from .engine import ProviderStats
-from .event import normalize_timestamp
-from .registry import arm_termination, runtime
-from .types import TrackingProvider
+# The same class as collections.abc.Mapping, from the module the interpreter loads at start-up:
+# importing collections.abc would load collections, for one isinstance check.
+from _collections_abc import Mapping
 
+from .process import arm_termination
+
+# What mypy needs; nothing of it is imported when tracking_core is (it would cost milliseconds
+# at every start-up of every application, for names used only in annotations).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .engine import BatchingProvider
+    import datetime as _dt
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any
+
+    from .discovery import PluginReport
+    from .engine import BatchingProvider, ProviderStats
     from .http import HttpProvider
+    from .registry import Runtime
+    from .types import TrackingProvider
 
 __all__ = [
     "aflush_tracking",
@@ -46,6 +54,13 @@ _context: contextvars.ContextVar[tuple[str | None, str | None, dict[str, Any]] |
 _now = time.time
 
 
+def runtime() -> Runtime:
+    """The process-wide runtime (`tracking_core.registry.runtime`), made on first use."""
+    from .registry import runtime
+
+    return runtime()
+
+
 def _first_submit(item: object) -> None:
     """The first call builds the runtime (nothing is made at import), then `track()` and
     `identify()` call the engine's intake directly."""
@@ -58,8 +73,10 @@ _submit: Callable[[object], None] = _first_submit
 
 
 def _bad(reason: str) -> None:
-    with contextlib.suppress(Exception):  # the intake itself failing: nothing left to do
+    try:  # noqa: SIM105 - contextlib is not loaded by `import tracking_core`
         runtime().engine.report_bad_input(reason)
+    except Exception:  # the intake itself failing: nothing left to do
+        pass
 
 
 def _type_name(value: object) -> str:
@@ -125,9 +142,13 @@ def track(
                 f"got {_type_name(anonymous_id)}"
             )
             return
+        # A datetime can only exist once its module is loaded: no import here.
+        datetime = sys.modules.get("datetime")
         if timestamp is None:
             when: float | _dt.datetime = _now()
-        elif isinstance(timestamp, _dt.datetime):
+        elif datetime is not None and isinstance(timestamp, datetime.datetime):
+            from .event import normalize_timestamp
+
             try:
                 when = normalize_timestamp(timestamp)
             except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
@@ -257,33 +278,45 @@ def tracking_stats() -> dict[str, ProviderStats]:
     return engine.stats()
 
 
-@contextlib.contextmanager
-def tracking_context(
-    *,
-    user_id: str | None = None,
-    anonymous_id: str | None = None,
-    properties: Mapping[str, Any] | None = None,
-) -> Iterator[None]:
+class tracking_context:
     """Defaults for every `track()` inside the block (contextvars: follows asyncio tasks).
 
-    Nested contexts add to the outer one; explicit `track()` arguments win over both. Threads
-    started inside the block see it only if the caller copies the context
-    (``contextvars.copy_context().run``), as with any context variable.
+    ``with tracking_context(user_id=..., anonymous_id=..., properties=...):``. Nested contexts
+    add to the outer one; explicit `track()` arguments win over both. Threads started inside the
+    block see it only if the caller copies the context (``contextvars.copy_context().run``), as
+    with any context variable.
     """
-    outer = _context.get()
-    merged_props: dict[str, Any] = dict(outer[2]) if outer else {}
-    if properties:
-        merged_props.update(properties)
-    value = (
-        user_id if user_id is not None else (outer[0] if outer else None),
-        anonymous_id if anonymous_id is not None else (outer[1] if outer else None),
-        merged_props,
-    )
-    token = _context.set(value)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+
+    def __init__(
+        self,
+        *,
+        user_id: str | None = None,
+        anonymous_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._values = (user_id, anonymous_id, properties)
+        self._tokens: list[contextvars.Token[Any]] = []
+
+    def __enter__(self) -> None:
+        user_id, anonymous_id, properties = self._values
+        outer = _context.get()
+        merged_props: dict[str, Any] = dict(outer[2]) if outer else {}
+        if properties:
+            merged_props.update(properties)
+        value = (
+            user_id if user_id is not None else (outer[0] if outer else None),
+            anonymous_id if anonymous_id is not None else (outer[1] if outer else None),
+            merged_props,
+        )
+        self._tokens.append(_context.set(value))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _context.reset(self._tokens.pop())
 
 
 # The one thing importing tracking-core does: on the main thread, put the SIGTERM handler in

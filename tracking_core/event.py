@@ -129,6 +129,20 @@ def epoch_ms(when: _dt.datetime) -> int:
     return (when - _EPOCH) // _MILLISECOND
 
 
+def uuid5_string(namespace: str, name: str) -> str:
+    """``str(uuid.uuid5(uuid.UUID(namespace), name))``, without importing `uuid` (which loads
+    `platform`): a stable id derived from `name`, the same in every process."""
+    import hashlib
+
+    digest = bytearray(
+        hashlib.sha1(bytes.fromhex(namespace.replace("-", "")) + name.encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def utc_from_timestamp(seconds: float) -> _dt.datetime:
     """The aware UTC datetime for a POSIX timestamp (used for events accepted by `track()`)."""
     return _dt.datetime.fromtimestamp(seconds, _UTC)

@@ -23,20 +23,28 @@ Everything here is about the process the library runs in, not about events:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable
-from types import FrameType, ModuleType
-from typing import Any
+from types import ModuleType
 
-from ._log import logger
+# Importing tracking_core imports this module (to install the SIGTERM handler): it loads
+# nothing beyond what the interpreter already has. threading is imported where locks are made.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    # The C module that `signal` wraps, loaded when the interpreter starts; `signal` itself
+    # would load enum (and with it functools and collections) for the constants' enums.
+    import _signal as signal
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any, TypeAlias
 
 __all__ = [
     "ImportGuard",
     "TerminationHandler",
+    "arm_termination",
     "existing_process_state",
     "import_guard",
     "process_state",
@@ -76,6 +84,8 @@ class ImportGuard:
     FORK_WAIT = 10.0
 
     def __init__(self) -> None:
+        import threading
+
         self._lock = threading.Lock()
         self._held_for_fork = False
         if hasattr(os, "register_at_fork"):
@@ -101,6 +111,8 @@ class ImportGuard:
             self._lock.release()
 
     def _after_fork_in_child(self) -> None:
+        import threading
+
         self._held_for_fork = False
         self._lock = threading.Lock()
 
@@ -110,6 +122,8 @@ def import_guard() -> ImportGuard:
     state = process_state()
     guard = getattr(state, "import_guard", None)
     if guard is None:
+        import threading
+
         lock = sys.__dict__.setdefault("_tracking_core_guard_lock", threading.Lock())
         with lock:
             guard = getattr(state, "import_guard", None)
@@ -119,7 +133,8 @@ def import_guard() -> ImportGuard:
     return guard
 
 
-Handler = Callable[[int, FrameType | None], Any] | int | None
+if TYPE_CHECKING:
+    Handler: TypeAlias = "Callable[[int, FrameType | None], Any] | int | None"
 
 
 class TerminationHandler:
@@ -158,6 +173,8 @@ class TerminationHandler:
         active = self._active()
         if previous == signal.SIG_DFL:
             if active:
+                import threading
+
                 # On a thread of its own: this (main) thread may have been interrupted while
                 # holding a lock the flush needs. Bounded either way.
                 worker = threading.Thread(target=self._shutdown, name="tracking-exit", daemon=True)
@@ -180,8 +197,10 @@ class TerminationHandler:
         (and, with the default action, ends the process as it was meant to)."""
         held, self.held = self.held, set()
         if held and hasattr(signal, "pthread_sigmask"):
-            with contextlib.suppress(OSError, ValueError):
+            try:  # noqa: SIM105 - contextlib is not loaded by `import tracking_core`
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+            except (OSError, ValueError):
+                pass
 
     @classmethod
     def release_installed(cls) -> None:
@@ -201,8 +220,6 @@ class TerminationHandler:
         handler (or the one already there), None when nothing was installed."""
         if not hasattr(signal, "SIGTERM"):
             return None
-        if threading.current_thread() is not threading.main_thread():
-            return None
         try:
             current = signal.getsignal(signal.SIGTERM)
         except (OSError, ValueError):  # pragma: no cover
@@ -216,7 +233,42 @@ class TerminationHandler:
         try:
             signal.signal(signal.SIGTERM, handler)
         except (OSError, ValueError, RuntimeError):
-            logger.debug("tracking: could not install the SIGTERM handler", exc_info=True)
-            return None
+            return None  # not the main thread (ValueError), or signals unavailable here
         cls.installed = handler
         return handler
+
+
+# -- installed at import: the runtime (if any) is found when the signal comes ------------------
+
+
+def _runtime() -> Any:
+    from .registry import existing_runtime
+
+    return existing_runtime()
+
+
+def _exit_flush() -> None:
+    state = _runtime()
+    if state is not None:
+        state.engine.shutdown_at_exit()
+
+
+def _budget() -> float:
+    state = _runtime()
+    return float(state.engine.settings.shutdown_timeout) if state is not None else 0.0
+
+
+def _active() -> bool:
+    """Tracking started in this process and TRACKING_HANDLE_SIGNALS is not off."""
+    state = _runtime()
+    return bool(state is not None and state.engine.started and state.engine.settings.handle_signals)
+
+
+def arm_termination() -> None:
+    """Install the SIGTERM handler when on the main thread.
+
+    Called when the package is imported and when the engine starts: the first of them that
+    runs on the main thread installs it. It reads nothing and starts nothing; what it does
+    when SIGTERM comes depends on the settings then.
+    """
+    TerminationHandler.install(shutdown=_exit_flush, budget=_budget, active=_active)

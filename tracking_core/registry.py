@@ -17,7 +17,12 @@ from typing import Any, cast
 from ._log import logger
 from .discovery import PluginReport, discover
 from .engine import BatchingProvider, Engine
-from .process import TerminationHandler, existing_process_state, process_state
+from .process import (
+    TerminationHandler,
+    arm_termination,
+    existing_process_state,
+    process_state,
+)
 
 __all__ = [
     "Runtime",
@@ -95,36 +100,6 @@ def _creation_lock() -> threading.Lock:
     # The lock itself must also survive a reload, so it is kept beside the state. setdefault on
     # sys.__dict__ is atomic under the GIL.
     return sys.__dict__.setdefault("_tracking_core_creation_lock", threading.Lock())  # type: ignore[no-any-return]
-
-
-# -- the SIGTERM handler: installed at import, it finds the runtime (if any) when it runs -------
-
-
-def _exit_flush() -> None:
-    state = existing_runtime()
-    if state is not None:
-        state.engine.shutdown_at_exit()
-
-
-def _budget() -> float:
-    state = existing_runtime()
-    return state.engine.settings.shutdown_timeout if state is not None else 0.0
-
-
-def _active() -> bool:
-    """Tracking started in this process and TRACKING_HANDLE_SIGNALS is not off."""
-    state = existing_runtime()
-    return state is not None and state.engine.started and state.engine.settings.handle_signals
-
-
-def arm_termination() -> None:
-    """Install the SIGTERM handler (see `tracking_core.process`) when on the main thread.
-
-    Called when the package is imported and when the engine starts: the first of them that
-    runs on the main thread installs it. It reads nothing and starts nothing; what it does
-    when SIGTERM comes depends on the settings then.
-    """
-    TerminationHandler.install(shutdown=_exit_flush, budget=_budget, active=_active)
 
 
 def release_held_signals() -> None:

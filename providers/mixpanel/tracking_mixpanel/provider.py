@@ -13,13 +13,12 @@ import datetime as _dt
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core import __version__ as core_version
-from tracking_core.event import epoch_ms, usable_id
+from tracking_core.event import epoch_ms, usable_id, uuid5_string
 from tracking_core.http import (
     HttpProvider,
     HttpRequest,
@@ -51,7 +50,7 @@ MAX_FUTURE = _dt.timedelta(hours=1)
 MIN_TIME = _dt.datetime(1971, 1, 1, tzinfo=_dt.timezone.utc)
 
 _INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
-_INSERT_ID_NAMESPACE = uuid.UUID("6f1d3a52-8a0e-4d43-9a39-1c8f5d1f4b7e")
+_INSERT_ID_NAMESPACE = "6f1d3a52-8a0e-4d43-9a39-1c8f5d1f4b7e"
 
 #: Event properties the provider always sets itself (a caller's value for them is replaced).
 RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id", "$device_id")
@@ -73,7 +72,7 @@ def insert_id_for(event_id: str) -> str:
     does), else a UUID derived from it, so the value is the same on every attempt."""
     if _INSERT_ID.fullmatch(event_id) and usable_id(event_id) is not None:
         return event_id
-    return str(uuid.uuid5(_INSERT_ID_NAMESPACE, event_id))
+    return uuid5_string(_INSERT_ID_NAMESPACE, event_id)
 
 
 def mixpanel_datetime(when: _dt.datetime) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import urllib.parse
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from tracking_core import (
     __version__,
     json_safe,
 )
-from tracking_core.event import PLACEHOLDER_IDS, usable_id
+from tracking_core.event import PLACEHOLDER_IDS, usable_id, uuid4_strings
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, dumps, join_json
 from tracking_core.kit import ProviderSettings, url, var
@@ -164,7 +163,7 @@ class PostHogProvider(HttpProvider):
                 or ""
             )
             if not distinct_id:
-                distinct_id = str(uuid.uuid4())
+                distinct_id = uuid4_strings(1)[0]
                 properties["$process_person_profile"] = False
         properties["$lib"] = LIB_NAME
         properties["$lib_version"] = __version__

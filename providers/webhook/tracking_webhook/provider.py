@@ -13,18 +13,15 @@ import binascii
 import contextlib
 import dataclasses
 import datetime as _dt
-import hashlib
-import hmac
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core._version import __version__
-from tracking_core.event import usable_id
+from tracking_core.event import usable_id, uuid5_string
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, join_json
 from tracking_core.kit import ProviderSettings, endpoint, integer, var
@@ -38,7 +35,7 @@ SECRET_PREFIX = "whsec_"
 _ENVELOPE_BYTES = 128
 
 #: The namespace of the generated ``anonymousId`` of events sent with neither id.
-ANONYMOUS_NAMESPACE = uuid.UUID("0b7c5d1e-52a4-4f0a-9c0e-7d9f3f1a6b21")
+ANONYMOUS_NAMESPACE = "0b7c5d1e-52a4-4f0a-9c0e-7d9f3f1a6b21"
 
 _UTC = _dt.timezone.utc
 
@@ -78,8 +75,10 @@ def signing_key(secret: str) -> bytes:
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks ``v1`` signature of `body`: ``v1,<base64 HMAC-SHA256>`` over
     ``"{message_id}.{timestamp}.{body}"``, exactly the bytes sent."""
+    import hmac  # with hashlib: only when a request is signed
+
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    digest = hmac.new(key, signed, "sha256").digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
@@ -98,7 +97,7 @@ def anonymous_id_for(event_id: str) -> str:
     (UUID5), so it is the same on every retry, is never a shared placeholder such as
     ``"anonymous"``, and each such event counts as its own anonymous visitor.
     """
-    return str(uuid.uuid5(ANONYMOUS_NAMESPACE, event_id))
+    return uuid5_string(ANONYMOUS_NAMESPACE, event_id)
 
 
 def _signing_secret(variable: str, secret: str) -> str:
