@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import tracking_core as tc
 from tracking_core.discovery import discover, installed_fakes
 from tracking_core.fakes import FakeDestination, VendorFake
-from tracking_core.receivers import LoopbackReceiver, Responder, _Handler, _Server
+from tracking_core.receivers import LoopbackReceiver
 from tracking_core.testing import FAST_DELIVERY
 
 __all__ = [
@@ -62,28 +61,10 @@ BUILTIN_PROVIDERS: tuple[str, ...] = ("posthog", "mixpanel", "amplitude", "webho
 
 
 class RestartableReceiver(LoopbackReceiver):
-    """A `LoopbackReceiver` that comes back on the same port when started again after `stop`.
-
-    While stopped, connections to its `url` are refused (nothing listens on the port). Stop it
-    before the provider opens a connection: a keep-alive connection accepted earlier is still
-    served by its handler thread.
-    """
-
-    def __init__(self, responder: Responder | None = None) -> None:
-        super().__init__(responder)
-        self.port = 0
-
-    def start(self) -> RestartableReceiver:
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self.port), _Handler)
-        server.receiver = self
-        self._server = server
-        self.port = int(self.url.rpartition(":")[2])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
+    """A `LoopbackReceiver` (which comes back on the same port when started again after
+    `stop`). While stopped, connections to its `url` are refused (nothing listens on the port).
+    Stop it before the provider opens a connection: a keep-alive connection accepted earlier is
+    still served by its handler thread."""
 
 
 class Served:

@@ -23,7 +23,6 @@ import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -480,20 +479,10 @@ class HttpsReceiver(LoopbackReceiver):
     def url(self) -> str:
         return super().url.replace("http://", "https://")
 
-    def __enter__(self) -> HttpsReceiver:
-        return self.start()
-
-    def start(self) -> HttpsReceiver:
-        self._stopping.clear()
-        server = _TlsServer(("127.0.0.1", 0), _Handler)
+    def make_server(self, address: tuple[str, int]) -> _Server:
+        server = _TlsServer(address, _Handler)
         server.context = self._context
-        server.receiver = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
+        return server
 
 
 @pytest.fixture

@@ -31,6 +31,22 @@ if TYPE_CHECKING:
     from .settings_doc import ProviderSetting
     from .types import TrackingProvider
 
+
+#: The public names whose modules load on first use: name -> module.
+_LAZY = {
+    "DropReason": "engine.stats",
+    "PluginReport": "discovery",
+    "ProviderSetting": "settings_doc",
+    "ProviderStats": "engine.stats",
+    "SettingsError": "settings",
+    "TrackingEvent": "event",
+    "TrackingIdentify": "event",
+    "TrackingProvider": "types",
+    "hookimpl": "hookspecs",
+    "json_safe": "convert",
+}
+
+
 __all__ = [
     "DropReason",
     "PluginReport",
@@ -55,20 +71,6 @@ __all__ = [
     "tracking_stats",
     "unregister_tracking_provider",
 ]
-
-#: The public names whose modules load on first use: name -> module.
-_LAZY = {
-    "DropReason": "engine.stats",
-    "PluginReport": "discovery",
-    "ProviderSetting": "settings_doc",
-    "ProviderStats": "engine.stats",
-    "SettingsError": "settings",
-    "TrackingEvent": "event",
-    "TrackingIdentify": "event",
-    "TrackingProvider": "types",
-    "hookimpl": "hookspecs",
-    "json_safe": "convert",
-}
 
 
 def __getattr__(name: str) -> object:

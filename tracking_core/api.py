@@ -32,19 +32,6 @@ if TYPE_CHECKING:
     from .registry import Runtime
     from .types import TrackingProvider
 
-__all__ = [
-    "aflush_tracking",
-    "discover_tracking_providers",
-    "flush_tracking",
-    "identify",
-    "list_tracking_providers",
-    "register_tracking_provider",
-    "shutdown_tracking",
-    "track",
-    "tracking_context",
-    "tracking_stats",
-    "unregister_tracking_provider",
-]
 
 # (user_id, anonymous_id, properties) set by tracking_context, or None.
 _context: contextvars.ContextVar[tuple[str | None, str | None, dict[str, Any]] | None] = (

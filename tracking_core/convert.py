@@ -231,15 +231,7 @@ class _Conversion:
             for item in value:
                 out.append(convert(item, depth + 1, (where, -1 if unordered else len(out))))
         except BaseException as error:
-            if _passes_through(error):
-                raise
-            _report(
-                UNCONVERTIBLE,
-                where,
-                "a %s failed while being read; the %d items read before were sent",
-                type_name(type(value)),
-                len(out),
-            )
+            _read_part(error, value, where, len(out), "items")
         return out
 
     def mapping(self, value: Any, depth: int, where: Any) -> dict[str, Any]:
@@ -321,16 +313,21 @@ def _read_pairs(mapping: Any, where: Any) -> list[tuple[Any, Any]]:
                 item = _UNREADABLE
             pairs.append((key, item))
     except BaseException as error:
-        if _passes_through(error):
-            raise
-        _report(
-            UNCONVERTIBLE,
-            where,
-            "a %s failed while being read; the %d entries read before were sent",
-            type_name(type(mapping)),
-            len(pairs),
-        )
+        _read_part(error, mapping, where, len(pairs), "entries")
     return pairs
+
+
+def _read_part(error: BaseException, container: Any, where: Any, read: int, what: str) -> None:
+    """A container failed while being read: re-raise what must pass, else report what was kept."""
+    if _passes_through(error):
+        raise error
+    _report(
+        UNCONVERTIBLE,
+        where,
+        f"a %s failed while being read; the %d {what} read before were sent",
+        type_name(type(container)),
+        read,
+    )
 
 
 def json_safe(value: Any, *, datetime_format: Callable[[_dt.datetime], str] | None = None) -> Any:

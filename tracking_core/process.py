@@ -160,10 +160,12 @@ class TerminationHandler:
         budget: Callable[[], float],
         active: Callable[[], bool],
     ) -> None:
-        self.previous = previous
-        self._shutdown = shutdown
-        self._budget = budget
-        self._active = active
+        self.previous, self._shutdown, self._budget, self._active = (
+            previous,
+            shutdown,
+            budget,
+            active,
+        )
         self.held: set[int] = set()
         #: How a handler of ours is recognised, even across a reload of this module.
         self._tracking_core_termination = True

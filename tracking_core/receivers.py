@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["LoopbackReceiver", "ReceivedRequest", "Reply"]
 
@@ -152,6 +152,9 @@ class _Server(http.server.ThreadingHTTPServer):
     receiver: LoopbackReceiver
 
 
+_R = TypeVar("_R", bound="LoopbackReceiver")
+
+
 class LoopbackReceiver:
     """A real HTTP server on 127.0.0.1 and a free port, in a background thread.
 
@@ -177,11 +180,20 @@ class LoopbackReceiver:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> LoopbackReceiver:
+    #: The port to listen on: 0 (any free one) until the first start, then the one it got, so
+    #: a receiver started again after `stop` comes back on the same port.
+    port = 0
+
+    def make_server(self, address: tuple[str, int]) -> _Server:
+        """The server for `start` (a subclass may serve TLS, say)."""
+        return _Server(address, _Handler)
+
+    def start(self: _R) -> _R:
         self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = self.make_server(("127.0.0.1", self.port))
         server.receiver = self
         self._server = server
+        self.port = int(server.server_address[1])
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -196,7 +208,7 @@ class LoopbackReceiver:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> LoopbackReceiver:
+    def __enter__(self: _R) -> _R:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -239,6 +239,16 @@ def _read_secret_file(file_var: str, path: str) -> str:
         raise SettingsError(file_var, "names a file that is not UTF-8 text") from None
 
 
+#: The least value of an engine setting, where it is not 0.
+_MINIMUM = {
+    "batch_size": 1,
+    "max_queue": 1,
+    "max_attempts": 1,
+    "circuit_threshold": 1,
+    "http_timeout": 0.001,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineSettings:
     """The delivery engine's tuning, read from ``TRACKING_*`` variables (see docs/configuration.md).
@@ -247,19 +257,35 @@ class EngineSettings:
     """
 
     batch_size: int = 50
+    """TRACKING_BATCH_SIZE: events per request, the trigger of a batch (see docs/delivery.md)."""
     flush_interval: float = 10.0
+    """TRACKING_FLUSH_INTERVAL: seconds after the oldest waiting event before it is sent."""
     max_queue: int = 100_000
+    """TRACKING_MAX_QUEUE: events waiting per provider, and at the intake, at most; past it new
+    ones are dropped (``queue_full``)."""
     shutdown_timeout: float = 5.0
+    """TRACKING_SHUTDOWN_TIMEOUT: the exit flush's budget, in seconds."""
     flush_timeout: float = 30.0
+    """TRACKING_FLUSH_TIMEOUT: what ``flush_tracking(None)`` waits at most, in seconds."""
     max_attempts: int = 6
+    """TRACKING_MAX_ATTEMPTS: attempts of one batch before it is dropped."""
     max_retry_time: float = 120.0
+    """TRACKING_MAX_RETRY_TIME: seconds one batch may spend retrying."""
     retry_backoff: float = 0.5
+    """TRACKING_RETRY_BACKOFF: the first backoff ceiling in seconds (it doubles; full jitter)."""
     retry_backoff_max: float = 30.0
+    """TRACKING_RETRY_BACKOFF_MAX: the largest backoff ceiling."""
     http_timeout: float = 10.0
+    """TRACKING_HTTP_TIMEOUT: one HTTP attempt's deadline, connecting and reading included."""
     circuit_threshold: int = 5
+    """TRACKING_CIRCUIT_THRESHOLD: failed attempts in a row after which a destination is
+    probed slowly."""
     circuit_probe_interval: float = 30.0
+    """TRACKING_CIRCUIT_PROBE_INTERVAL: seconds between probes of a failing destination."""
     debug: bool = False
+    """TRACKING_DEBUG: log each request sent."""
     handle_signals: bool = True
+    """TRACKING_HANDLE_SIGNALS: flush on an ordinary SIGTERM (see tracking_core.process)."""
 
     @classmethod
     def from_environ(
@@ -270,35 +296,18 @@ class EngineSettings:
         errors: list[SettingsError] = []
         base = cls()
         values: dict[str, object] = {}
-        table: list[tuple[str, str, str, float]] = [
-            ("batch_size", "TRACKING_BATCH_SIZE", "int", 1),
-            ("flush_interval", "TRACKING_FLUSH_INTERVAL", "float", 0.0),
-            ("max_queue", "TRACKING_MAX_QUEUE", "int", 1),
-            ("shutdown_timeout", "TRACKING_SHUTDOWN_TIMEOUT", "float", 0.0),
-            ("flush_timeout", "TRACKING_FLUSH_TIMEOUT", "float", 0.0),
-            ("max_attempts", "TRACKING_MAX_ATTEMPTS", "int", 1),
-            ("max_retry_time", "TRACKING_MAX_RETRY_TIME", "float", 0.0),
-            ("retry_backoff", "TRACKING_RETRY_BACKOFF", "float", 0.0),
-            ("retry_backoff_max", "TRACKING_RETRY_BACKOFF_MAX", "float", 0.0),
-            ("http_timeout", "TRACKING_HTTP_TIMEOUT", "float", 0.001),
-            ("circuit_threshold", "TRACKING_CIRCUIT_THRESHOLD", "int", 1),
-            ("circuit_probe_interval", "TRACKING_CIRCUIT_PROBE_INTERVAL", "float", 0.0),
-        ]
-        for field, variable, kind, minimum in table:
-            default = getattr(base, field)
+        for field in dataclasses.fields(cls):
+            variable = "TRACKING_" + field.name.upper()  # each field's variable, by its name
+            default = getattr(base, field.name)
             try:
-                if kind == "int":
-                    values[field] = env_int(env, variable, default, minimum=int(minimum))
+                if isinstance(default, bool):
+                    values[field.name] = env_bool(env, variable, default)
+                elif isinstance(default, int):
+                    minimum = int(_MINIMUM.get(field.name, 0))
+                    values[field.name] = env_int(env, variable, default, minimum=minimum)
                 else:
-                    values[field] = env_float(env, variable, default, minimum=minimum)
-            except SettingsError as exc:
-                errors.append(exc)
-        for field, variable in (
-            ("debug", "TRACKING_DEBUG"),
-            ("handle_signals", "TRACKING_HANDLE_SIGNALS"),
-        ):
-            try:
-                values[field] = env_bool(env, variable, getattr(base, field))
+                    minimum_float = _MINIMUM.get(field.name, 0.0)
+                    values[field.name] = env_float(env, variable, default, minimum=minimum_float)
             except SettingsError as exc:
                 errors.append(exc)
         return dataclasses.replace(base, **values), errors  # type: ignore[arg-type]

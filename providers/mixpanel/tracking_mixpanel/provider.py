@@ -165,9 +165,7 @@ class MixpanelProvider(HttpProvider):
     """Events to ``/track`` (or ``/import``), profile updates to ``/engage`` (two routes)."""
 
     name = "mixpanel"
-    max_events = MAX_EVENTS
-    max_request_bytes = MAX_REQUEST_BYTES
-    max_item_bytes = MAX_ITEM_BYTES
+    max_events, max_request_bytes, max_item_bytes = MAX_EVENTS, MAX_REQUEST_BYTES, MAX_ITEM_BYTES
 
     settings: MixpanelSettings
 
