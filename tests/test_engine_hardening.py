@@ -228,6 +228,7 @@ from tracking_core.http import HttpProvider, HttpRequest, WireItem
 
 class Sender(HttpProvider):
     name = "sender"
+    max_events = 50  # a request carries 50 events at most, however many wait
     def encode(self, item):
         return WireItem({{"id": item.event_id}})
     def build_request(self, route, items, batch_id):

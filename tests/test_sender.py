@@ -219,7 +219,8 @@ def test_full_jitter_scales_each_ceiling_by_the_random_fraction(clock: FakeTime)
     network = Network(clock, status(503), status(503), status(503), status(503), status(200))
     harness = Harness(network, jitter=lambda: next(fractions), retry_backoff=1.0)
     harness.deliver(numbered(1))
-    assert clock.sleeps == [0.0, 0.5 * 2.0, 0.25 * 4.0, 0.999 * 8.0]
+    # A wait of 0 s is not slept: the request is simply attempted again at once.
+    assert clock.sleeps == pytest.approx([0.5 * 2.0, 0.25 * 4.0, 0.999 * 8.0])
 
 
 def test_the_default_jitter_is_uniform_in_zero_one() -> None:
@@ -235,7 +236,7 @@ def test_retry_after_in_seconds_replaces_the_backoff_and_is_clamped(
 ) -> None:
     network = Network(clock, status(429, headers={"Retry-After": header}), status(200))
     stats = Harness(network, retry_backoff=0.5).deliver(numbered(2))
-    assert clock.sleeps == [waited]
+    assert clock.sleeps == ([waited] if waited else [])  # a 0 s wait is not slept
     assert stats.delivered == 2
 
 
@@ -423,21 +424,36 @@ def test_a_partial_rejection_does_not_count_toward_the_circuit(clock: FakeTime) 
     network = Network(clock, status(400))
     harness = Harness(network, provider, circuit_threshold=1, circuit_probe_interval=30.0)
     harness.deliver(numbered(4))
-    assert clock.sleeps == [0.0, 0.0, 0.0]  # never a probe interval
+    assert clock.sleeps == []  # never a probe interval (nor any wait: Retry-After 0)
 
 
 # -- the shutdown budget ----------------------------------------------------------------------
 
 
 def test_a_shutdown_budget_cuts_a_backoff_short(clock: FakeTime) -> None:
-    """The real `DeliveryControl.sleep`: a backoff that would outlast the shutdown's budget is
-    not waited for; the batch is dropped as ``shutdown`` at once."""
-    network = Network(clock, status(503))
+    """The real `DeliveryControl.sleep`: a backoff of ours that would outlast the shutdown's
+    budget is cut to fit it, so the batch is tried again within the budget (never waiting for
+    the 30 s backoff), and dropped when it still fails."""
+    network = Network(clock, *[status(503)] * 20)
     harness = Harness(network, real_sleep=True, retry_backoff=30.0, retry_backoff_max=30.0)
+    harness.lane.backlog.deadline = time.monotonic() + 2.0
+    started = time.monotonic()
+    stats = harness.deliver(numbered(3))
+    assert time.monotonic() - started < 3.5  # within the budget, not the 30 s backoff
+    assert len(network.requests) > 1  # tried again within the budget
+    assert sum(stats.dropped.values()) == 3
+    assert set(stats.dropped) <= {"shutdown", "retries_exhausted"}
+
+
+def test_a_retry_after_longer_than_the_shutdown_budget_drops_at_once(clock: FakeTime) -> None:
+    """The destination's own Retry-After is honoured: when it asks for more than the budget
+    has left, the batch is dropped as ``shutdown`` without another attempt."""
+    network = Network(clock, status(503, headers={"Retry-After": "30"}))
+    harness = Harness(network, real_sleep=True)
     harness.lane.backlog.deadline = time.monotonic() + 5.0
     started = time.monotonic()
     stats = harness.deliver(numbered(3))
-    assert time.monotonic() - started < 4.0  # never waited for the 30 s backoff
+    assert time.monotonic() - started < 4.0
     assert len(network.requests) == 1
     assert stats.dropped == {"shutdown": 3}
 

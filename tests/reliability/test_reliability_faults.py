@@ -303,16 +303,15 @@ def test_payload_too_large_splits_batches(fault: Fault) -> None:
 
 
 def test_destination_down_for_the_whole_run(fault: Fault) -> None:
-    # Three quick refusals exhaust the first batch and open the circuit; the next probe is 5 s
-    # away, longer than the shutdown budget, so the batches behind it are given up at shutdown.
+    # Every batch is refused at once and the circuit opens: the next probe is 5 s away, longer
+    # than the shutdown budget. The shutdown does not drop what its budget can still try: it
+    # probes within the budget, and what still fails is dropped and counted.
     recorder = fault.refused("down", attempts="3", retry_time="10", probe_interval="5")
     budget = 1.0
-    assert wait_until(
-        lambda: stats_of(fault.provider).dropped.get(tc.DropReason.RETRIES_EXHAUSTED, 0) > 0, 5.0
-    ), stats_of(fault.provider)
+    assert wait_until(lambda: stats_of(fault.provider).failed >= 3, 5.0), stats_of(fault.provider)
     finished, spent = timed_shutdown(budget)
     assert spent < budget + SHUTDOWN_MARGIN, spent
-    assert finished, "the engine should give up at once rather than wait for the next probe"
+    assert finished, "the engine should end within the budget, not wait for the next probe"
 
     final = settle(fault.provider)
     result = recorded(fault.destination, recorder)
@@ -322,8 +321,7 @@ def test_destination_down_for_the_whole_run(fault: Fault) -> None:
     assert result.delivered == 0 and result.arrived == ()
     assert final.delivered == 0
     assert sum(final.dropped.values()) == EVENTS, final
-    assert final.dropped.get(tc.DropReason.RETRIES_EXHAUSTED, 0) > 0, final
-    assert final.dropped.get(tc.DropReason.SHUTDOWN, 0) > 0, final
+    assert set(final.dropped) <= {tc.DropReason.RETRIES_EXHAUSTED, tc.DropReason.SHUTDOWN}, final
     assert len(fault.server.requests) == 0
     dropped = ", ".join(f"{count} {reason}" for reason, count in sorted(final.dropped.items()))
     fault.report.add(

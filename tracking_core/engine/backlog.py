@@ -7,6 +7,7 @@ import threading
 import time
 
 from .markers import Flush
+from .records import Record
 
 __all__ = ["Backlog"]
 
@@ -55,16 +56,24 @@ class Backlog:
             self._arrivals.popleft()
         return self.items.popleft()
 
-    def take(self, limit: int, interval: float) -> tuple[list[object], Flush | None]:
-        """Wait until a batch is due and return it, or a marker that reached the head.
+    def take(
+        self, trigger: int, limit: int, interval: float, wake_in: float | None = None
+    ) -> tuple[list[Record], Flush | None]:
+        """Wait until a batch is due and return it, or a marker that reached the head; or
+        return nothing after `wake_in` seconds (the delivery has held requests due then).
 
-        A batch is due when `limit` items wait, when the oldest waited `interval` seconds, or
-        at once when a marker waits behind it or a shutdown is under way.
+        A batch is due when `trigger` items wait, when the oldest waited `interval` seconds,
+        or at once when a marker waits behind it or a shutdown is under way. A due batch takes
+        up to `limit` items: when more than `trigger` wait (a backlog), requests grow up to
+        what the destination takes instead of paying a request per `trigger` items.
         """
         items = self.items
+        wake_at = None if wake_in is None else time.monotonic() + wake_in
         while True:
+            if wake_at is not None and time.monotonic() >= wake_at:
+                return [], None
             if not items:
-                self.cond.wait()
+                self.cond.wait(None if wake_at is None else wake_at - time.monotonic())
                 continue
             head = items[0]
             if isinstance(head, Flush):
@@ -76,14 +85,15 @@ class Backlog:
             if (
                 self.markers_waiting
                 or self.deadline is not None
-                or len(items) >= limit
+                or len(items) >= trigger
                 or now - queued_at >= interval
             ):
-                batch: list[object] = []
+                batch: list[Record] = []
                 while items and len(batch) < limit and not isinstance(items[0], Flush):
-                    batch.append(self._pop())
+                    batch.append(self._pop())  # type: ignore[arg-type]
                 return batch, None
-            self.cond.wait(queued_at + interval - now)
+            until = queued_at + interval
+            self.cond.wait((until if wake_at is None else min(until, wake_at)) - now)
 
     def clear(self) -> tuple[int, list[Flush]]:
         """Empty the backlog; returns how many items it held and the markers among them."""

@@ -11,20 +11,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import types
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._log import logger, rate_limited
 from ..event import (
-    TrackingEvent,
-    TrackingIdentify,
-    normalize_timestamp,
-    utc_from_timestamp,
     uuid4_strings,
 )
-from .lane import Item, Lane
+from .lane import Lane
 from .markers import BadInput, Flush, Sync
+from .records import Record, build
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -33,24 +30,6 @@ __all__ = ["DISPATCH_CHUNK", "Dispatcher"]
 
 #: How many intake items the dispatcher takes at once (fewer locks and wake-ups per event).
 DISPATCH_CHUNK = 100
-
-# Intake tuples, built on the caller's thread: as cheap as a tuple can be.
-#   ("t", name, properties dict | None, user_id, anonymous_id, time.time() float | datetime)
-#   ("i", user_id, traits dict | None, time.time() float)
-_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
-
-
-def build(item: tuple[Any, ...], event_id: str) -> Item:
-    """The event (or identify) for an intake tuple."""
-    if item[0] == "t":
-        _, name, props, user_id, anonymous_id, ts = item
-        when = utc_from_timestamp(ts) if type(ts) is float else normalize_timestamp(ts)
-        # The snapshot dict itself: a read-only view per queued event would be one more object
-        # for the garbage collector to walk while a destination is slow. Plain providers get a
-        # view when called; batching providers are wire mappings that only read.
-        return TrackingEvent(name, props or _EMPTY, when, user_id, anonymous_id, event_id)
-    _, user_id, traits, ts = item
-    return TrackingIdentify(user_id, traits or _EMPTY, utc_from_timestamp(ts), event_id)
 
 
 class Dispatcher:
@@ -205,7 +184,7 @@ class Dispatcher:
                 self._intake_dropped_logged = self.intake_dropped
                 _log_intake_drops(self.intake_dropped, self._settings().max_queue)
             ids = iter(uuid4_strings(sum(1 for item in chunk if type(item) is tuple)))
-            built: list[Item] = []
+            built: list[Record] = []
             for item in chunk:
                 try:
                     if type(item) is tuple:
@@ -219,15 +198,20 @@ class Dispatcher:
                     logger.exception("tracking: internal error while dispatching; item dropped")
             if built:
                 self._fan_out(built)
+            if intake.qsize():
+                # More waits: let the application's threads have the GIL between chunks, so a
+                # burst never holds a caller's track() (or an asyncio loop) for a switch
+                # interval (5 ms) at a time.
+                time.sleep(0)
 
-    def _fan_out(self, built: list[Item]) -> None:
-        events_only: list[Item] | None = None
+    def _fan_out(self, built: list[Record]) -> None:
+        events_only: list[Record] | None = None
         for lane in self._lanes():
             if lane.takes_identify:
                 lane.offer(built)
             else:
                 if events_only is None:
-                    events_only = [item for item in built if type(item) is TrackingEvent]
+                    events_only = [record for record in built if record[0] == "t"]
                 if events_only:
                     lane.offer(events_only)
 

@@ -14,17 +14,15 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._log import logger, rate_limited
-from ..event import TrackingEvent, TrackingIdentify
 from ..settings import EngineSettings
 from .backlog import Backlog
 from .markers import Flush, Stop
 from .plain import PlainDelivery
+from .records import Item, Record
 from .stats import Counters, DropReason, ProviderStats
 from .worker import DeliveryControl, work
 
 __all__ = ["BatchingProvider", "DeliveryControl", "Item", "Lane"]
-
-Item = TrackingEvent | TrackingIdentify
 
 
 @runtime_checkable
@@ -92,7 +90,7 @@ class Lane:
 
     # -- producer side (the dispatcher thread) --------------------------------------------
 
-    def offer(self, items: Sequence[Item]) -> None:
+    def offer(self, items: Sequence[Record]) -> None:
         """Queue `items` (from the dispatcher), dropping what exceeds the queue's bound."""
         backlog = self.backlog
         full = 0

@@ -18,21 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["PlainDelivery"]
 
 
-def _read_only(event: TrackingEvent) -> TrackingEvent:
-    """The event with a read-only view of its properties: one event object is shared by every
-    provider, so none may change what the others see."""
-    if type(event.properties) is dict:
-        return TrackingEvent(
-            event.name,
-            types.MappingProxyType(event.properties),
-            event.timestamp,
-            event.user_id,
-            event.anonymous_id,
-            event.event_id,
-        )
-    return event
-
-
 class PlainDelivery:
     """Calls a plain provider once per item, in order, on the lane's worker thread.
 
@@ -68,7 +53,7 @@ class PlainDelivery:
         for item in items:
             try:
                 if type(item) is TrackingEvent:
-                    self._call(provider.track, _read_only(item))
+                    self._call(provider.track, item)  # its properties a read-only view
                 else:
                     assert isinstance(item, TrackingIdentify)
                     traits = types.MappingProxyType(item.traits)

@@ -17,6 +17,7 @@ from .._log import logger, rate_limited
 from ..event import set_conversion_sink
 from .markers import Flush, Stop
 from .plain import PlainDelivery
+from .records import Record, materialize
 from .stats import DropReason
 
 if TYPE_CHECKING:
@@ -103,9 +104,11 @@ def work(lane: Lane) -> None:
             lane.counters.in_flight = 0
 
 
-def _batch_limit(lane: Lane) -> int:
+def _limits(lane: Lane) -> tuple[int, int]:
+    """(trigger, limit): a batch is due at ``TRACKING_BATCH_SIZE`` items (capped by what the
+    provider takes at once); when more wait, it takes up to the provider's `batch_limit()`."""
     try:
-        limit = int(lane.delivery.batch_limit())
+        limit = max(1, int(lane.delivery.batch_limit()))
     except BaseException as exc:
         rate_limited.log(
             logging.ERROR,
@@ -114,48 +117,73 @@ def _batch_limit(lane: Lane) -> int:
             lane.name,
             type(exc).__name__,
         )
-        return max(1, lane.settings.batch_size)
-    return max(1, min(lane.settings.batch_size, limit))
+        limit = max(1, lane.settings.batch_size)
+    return max(1, min(lane.settings.batch_size, limit)), limit
 
 
 def _run(lane: Lane) -> None:
     control = DeliveryControl(lane)
     counters = lane.counters
-    waits = getattr(lane.delivery, "waits_for_batch", True)
+    delivery = lane.delivery
+    waits = getattr(delivery, "waits_for_batch", True)
+    # A delivery that may hold requests for a later attempt (a `tracking_core.http.Sender`):
+    # fresh batches go on while held ones wait for their backoff, up to its bound.
+    holds = callable(getattr(delivery, "submit", None))
     while True:
-        limit = _batch_limit(lane)
+        trigger, limit = _limits(lane)
         interval = lane.settings.flush_interval if waits else 0.0
+        full = holds and delivery.full()
+        wake_in = delivery.due_in() if holds else None
         with lane.backlog.cond:
-            batch, marker = lane.backlog.take(limit, interval)
-            counters.in_flight = len(batch)
+            batch, marker = (
+                ([], None) if full else lane.backlog.take(trigger, limit, interval, wake_in)
+            )
+            counters.in_flight = len(batch) + (delivery.held() if holds else 0)
         if marker is not None:
+            if holds:
+                delivery.drain(control)  # a flush covers the held requests too
+                counters.in_flight = delivery.held()
             if _finish_marker(lane, marker):
                 return
             continue
-        control.reported = 0
-        try:
-            if lane.stopped_why is not None:
-                counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
+        if batch:
+            _deliver(lane, control, batch, holds)
+        if holds:
+            delivery.resume(control, wait=full)
+            counters.in_flight = delivery.held()
+        if lane._spent_deadline is not None:
+            _lift_spent_deadline(lane)
+        time.sleep(0)  # let the application's threads run between batches (the GIL)
+
+
+def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: bool) -> None:
+    counters = lane.counters
+    control.reported = 0
+    try:
+        if lane.stopped_why is not None:
+            counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
+        else:
+            items = materialize(batch, read_only=isinstance(lane.delivery, PlainDelivery))
+            if holds:
+                lane.delivery.submit(items, control)
             else:
-                lane.delivery.deliver_batch(batch, control)
-        except BaseException as exc:
-            # A bug in a provider's wire mapping must not kill the worker. What the
-            # provider already reported for this batch stands; the rest is dropped.
-            counters.fail(f"{type(exc).__name__} raised by the provider")
-            counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
-            rate_limited.log(
-                logging.ERROR,
-                f"provider_error:{lane.name}",
-                "tracking: provider %r raised %s while sending a batch of %d; dropped",
-                lane.name,
-                type(exc).__name__,
-                len(batch),
-            )
-            logger.debug("tracking: provider %r traceback", lane.name, exc_info=True)
-        finally:
-            counters.in_flight = 0
-            if lane._spent_deadline is not None:
-                _lift_spent_deadline(lane)
+                lane.delivery.deliver_batch(items, control)
+    except BaseException as exc:
+        # A bug in a provider's wire mapping must not kill the worker. What the provider
+        # already reported for this batch stands; the rest is dropped.
+        counters.fail(f"{type(exc).__name__} raised by the provider")
+        counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
+        rate_limited.log(
+            logging.ERROR,
+            f"provider_error:{lane.name}",
+            "tracking: provider %r raised %s while sending a batch of %d; dropped",
+            lane.name,
+            type(exc).__name__,
+            len(batch),
+        )
+        logger.debug("tracking: provider %r traceback", lane.name, exc_info=True)
+    finally:
+        counters.in_flight = 0
 
 
 def _lift_spent_deadline(lane: Lane) -> None:

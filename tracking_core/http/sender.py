@@ -16,42 +16,23 @@ measures retry time and paces the circuit, the jitter, and the sleep.
 
 from __future__ import annotations
 
-import math
-import os
+import dataclasses
+import heapq
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .._log import logger
 from ..engine import DeliveryControl, DropReason, Item
 from ..event import uuid4_strings
-from ..settings import EngineSettings
 from .exchange import Exchange
 from .masking import SecretMasks, warn
-from .wire import RETRY_AFTER_MAX, HttpProvider, Limits, Outcome, SkipItem, dumps
+from .retry import Circuit, backoff, full_jitter
+from .wire import HttpProvider, Limits, Outcome, SkipItem, dumps
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Circuit", "Sender", "backoff", "cut", "encode_all", "full_jitter"]
-
-
-def full_jitter() -> float:
-    """A uniform random fraction in [0, 1) for full-jitter backoff (no `random` import)."""
-    return int.from_bytes(os.urandom(7), "big") / (1 << 56)
-
-
-def backoff(
-    attempt: int, retry_after: float | None, settings: EngineSettings, jitter: float
-) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1 for the first): the answer's
-    `retry_after` (clamped to [0, `RETRY_AFTER_MAX`]) when it gave one, else full jitter: the
-    fraction `jitter` of ``TRACKING_RETRY_BACKOFF`` doubled per attempt, capped by
-    ``TRACKING_RETRY_BACKOFF_MAX``."""
-    if retry_after is not None and not math.isnan(retry_after):
-        return min(max(retry_after, 0.0), RETRY_AFTER_MAX)
-    doubled = settings.retry_backoff * 2.0 ** min(attempt - 1, 64)
-    return min(settings.retry_backoff_max, doubled) * jitter
 
 
 def cut(datas: Sequence[bytes], limits: Limits, overhead: int) -> Iterator[list[bytes]]:
@@ -76,7 +57,9 @@ def encode_all(
     mapping skips, cannot encode or makes too large are counted as dropped and logged."""
     groups: dict[str, tuple[Limits, list[bytes]]] = {}
     name = provider.name
-    for item in items:
+    for number, item in enumerate(items, 1):
+        if not number % 64:
+            time.sleep(0)  # a large batch: let the application's threads have the GIL
         try:
             wire = provider.encode(item)
             data = dumps(wire.payload)
@@ -108,45 +91,24 @@ def encode_all(
     return groups
 
 
-class Circuit:
-    """A pace, not a gate: after `threshold` consecutive transient failures, each further
-    attempt waits until `probe_interval` seconds after the latest failure; one success closes
-    it. Batches keep their own bounded attempts and time (docs/design.md)."""
+@dataclasses.dataclass(order=True)
+class _Request:
+    """One request's items being attempted, ordered by when its next attempt is due."""
 
-    def __init__(self, name: str, clock: Callable[[], float]) -> None:
-        self.name = name
-        self._clock = clock
-        self.failures = 0
-        #: While open: the clock's time before which no attempt starts.
-        self.open_until: float | None = None
-
-    def wait(self) -> float:
-        """Seconds to wait before the next attempt (0 or less: none)."""
-        until = self.open_until
-        return 0.0 if until is None else until - self._clock()
-
-    def record(self, failed: bool, threshold: int, probe_interval: float) -> None:
-        """Note one attempt's result: `failed` when it was a transient failure."""
-        if not failed:
-            if self.open_until is not None:
-                logger.warning("tracking: %s answers again; resuming delivery", self.name)
-            self.failures = 0
-            self.open_until = None
-            return
-        self.failures += 1
-        if self.failures >= threshold:
-            if self.open_until is None:
-                logger.warning(
-                    "tracking: %s failed %d times in a row; probing it every %gs",
-                    self.name,
-                    self.failures,
-                    probe_interval,
-                )
-            self.open_until = self._clock() + probe_interval
+    due: float
+    route: str = dataclasses.field(compare=False)
+    items: list[bytes] = dataclasses.field(compare=False)
+    batch_id: str = dataclasses.field(compare=False)
+    started: float = dataclasses.field(compare=False)
+    attempt: int = dataclasses.field(default=0, compare=False)
 
 
 class Sender:
     """Delivers an `HttpProvider`'s batches (see the module doc); one per lane.
+
+    Retries do not block fresh batches: a request whose attempt failed is held until its
+    backoff is over, while the lane hands over new items; at most `MAX_HELD` requests are held
+    at once (order across requests is not promised: the vendors order by timestamp).
 
     Args:
         provider: the wire mapping.
@@ -160,6 +122,9 @@ class Sender:
             shutdown's budget would run out first); default: the lane's
             `DeliveryControl.sleep`, which does exactly that.
     """
+
+    #: Requests held for a later attempt at most; past it the lane waits for them.
+    MAX_HELD = 8
 
     def __init__(
         self,
@@ -178,6 +143,7 @@ class Sender:
         self._clock = clock
         self._jitter = jitter
         self._sleep = sleep
+        self._held: list[_Request] = []  # a heap: the earliest due first
 
     def __repr__(self) -> str:
         return f"<Sender for {self.provider!r}>"
@@ -198,127 +164,188 @@ class Sender:
         """The most items the lane hands over at once: the provider's `batch_limit()`."""
         return self.provider.batch_limit()
 
-    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
-        """Encode `items`, group them by route, cut requests by the limits, and send them;
-        every item is reported through `control` as delivered or dropped."""
+    def held(self) -> int:
+        """Items held for a later attempt (a retry's backoff, or the circuit's pace)."""
+        return sum(len(request.items) for request in self._held)
+
+    def due_in(self) -> float | None:
+        """Seconds until the earliest held request is due (None: none is held)."""
+        return self._held[0].due - self._clock() if self._held else None
+
+    def full(self) -> bool:
+        """True when `MAX_HELD` requests wait for a later attempt: the lane then waits for them
+        before it hands over fresh items."""
+        return len(self._held) >= self.MAX_HELD
+
+    def submit(self, items: Sequence[Item], control: DeliveryControl) -> None:
+        """Encode `items`, cut them into requests by the limits and attempt each one now. What
+        must be tried again later is held (`held`, `due_in`): fresh batches are not kept
+        waiting behind a backoff. The lane calls `resume` when held requests are due."""
         provider = self.provider
+        now = self._clock()
         with self.masks.active():
             for route, (limits, datas) in encode_all(provider, items, control).items():
                 overhead = len(provider.build_request(route, [], uuid4_strings(1)[0]).body) + 64
                 for chunk in cut(datas, limits, overhead):
-                    work = [chunk]  # 413 halves go back on it
-                    while work:
-                        batch = work.pop()
-                        if control.stopped:  # a 410 earlier in this delivery: send no more
-                            control.dropped(DropReason.PROVIDER_STOPPED, len(batch))
-                        else:
-                            self._send(route, batch, control, work)
+                    self._attempt(_Request(now, route, chunk, uuid4_strings(1)[0], now), control)
+        self.resume(control)
+
+    def resume(self, control: DeliveryControl, *, wait: bool = False) -> None:
+        """Attempt the held requests that are due; with `wait`, first wait for the earliest
+        (through `sleep`, which a shutdown cuts short)."""
+        with self.masks.active():
+            if wait and self._held:
+                delay = self._held[0].due - self._clock()
+                if delay > 0 and not self._wait(control, delay):
+                    # The shutdown's deadline comes first: try now what its budget still allows.
+                    self._held[0].due = self._clock()
+            while self._held and self._held[0].due <= self._clock():
+                self._attempt(heapq.heappop(self._held), control)
+
+    def drain(self, control: DeliveryControl) -> None:
+        """Attempt every held request until it is settled (a flush waits for them)."""
+        while self._held:
+            self.resume(control, wait=True)
+
+    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
+        """`submit` then `drain`: every item is delivered or dropped when it returns."""
+        self.submit(items, control)
+        self.drain(control)
 
     def _wait(self, control: DeliveryControl, seconds: float) -> bool:
         return self._sleep(seconds) if self._sleep is not None else control.sleep(seconds)
 
-    def _send(
-        self, route: str, batch: list[bytes], control: DeliveryControl, work: list[list[bytes]]
-    ) -> None:
-        """Attempts at one batch, until it is settled (delivered, dropped, or split onto
-        `work`)."""
-        settings = control.settings
-        batch_id = uuid4_strings(1)[0]
-        started = self._clock()
-        attempt = 0
-        while batch:
-            attempt += 1
-            wait = self.circuit.wait()
-            if wait > 0 and not self._wait(control, wait):
-                self._give_up(control, batch, DropReason.SHUTDOWN, "the destination is down")
-                return
-            left = control.time_left()
-            if left is not None and left <= 0:
-                self._give_up(control, batch, DropReason.SHUTDOWN, "the shutdown budget ran out")
-                return
-            timeout = settings.http_timeout if left is None else min(settings.http_timeout, left)
-            request = self.provider.build_request(route, batch, batch_id)
-            outcome = self.exchange.attempt(request, route, batch, timeout, attempt, control)
-            # A retry the vendor asked for counts toward the circuit; a resend of the valid rest
-            # after a partial rejection does not (the destination answered).
-            transient = outcome.kind == "retry" and not outcome.rejected
-            self.circuit.record(
-                transient, settings.circuit_threshold, settings.circuit_probe_interval
-            )
-            batch = self._settle(outcome, batch, control, work)
-            if not batch:
-                return
-            delay = backoff(attempt, outcome.retry_after, settings, self._jitter())
-            elapsed = self._clock() - started
-            if attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
-                why = f"{outcome.reason} after {attempt} attempts in {elapsed:.1f}s"
-                self._give_up(control, batch, DropReason.RETRIES_EXHAUSTED, why)
-                return
-            control.retried(len(batch))
-            if not self._wait(control, delay):
-                self._give_up(control, batch, DropReason.SHUTDOWN, "the shutdown budget ran out")
-                return
+    def _hold(self, request: _Request, due: float) -> None:
+        request.due = due
+        heapq.heappush(self._held, request)
 
-    def _settle(
-        self,
-        outcome: Outcome,
-        batch: list[bytes],
-        control: DeliveryControl,
-        work: list[list[bytes]],
-    ) -> list[bytes]:
-        """Count what `outcome` settles of `batch`; returns what to send again (a retry)."""
-        count = len(batch)
-        rejected = {i for i in outcome.rejected if 0 <= i < count}
-        if rejected:
-            control.dropped(DropReason.REJECTED, len(rejected))
-            warn(
-                self.provider,
-                DropReason.REJECTED,
-                "%s: the vendor rejected %d of %d items: %s",
-                self.name,
-                len(rejected),
-                count,
-                outcome.reason,
-            )
-        kept = [i for i in range(count) if i not in rejected] if rejected else range(count)
-        kind = outcome.kind
-        if kind == "delivered":
-            control.delivered(len(kept))
-        elif kind == "reject":
-            self._give_up(control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason)
-        elif kind == "gone":
-            control.dropped(DropReason.PROVIDER_STOPPED, len(kept))
-            control.stop_provider(f"the destination answered {outcome.reason}")
-        elif kind == "split":  # the halves of what was not rejected, each sent on its own
-            rest = [batch[i] for i in kept] if rejected else batch
-            if len(rest) == 1:
-                self._give_up(control, rest, DropReason.TOO_LARGE, outcome.reason)
-            elif rest:
-                work.append(rest[len(rest) // 2 :])
-                work.append(rest[: len(rest) // 2])
-        else:  # retry
-            control.failed()
-            again: Sequence[int] = kept
-            if outcome.retry_only is not None:
-                again = sorted(set(outcome.retry_only).intersection(kept))
-                control.delivered(len(kept) - len(again))
-            if len(again) == count:
-                return batch
-            return [batch[i] for i in again]
-        return []
+    def _attempt(self, request: _Request, control: DeliveryControl) -> None:
+        """One attempt at `request` (or, while the circuit paces the destination, none yet);
+        what the answer settles is counted, what must be tried again is held. Whatever the
+        wire mapping raises drops this request's items (``provider_error``), nothing else."""
+        try:
+            self._try(request, control)
+        except Exception as exc:
+            control.failed(f"{type(exc).__name__} raised by the provider")
+            reason, why = DropReason.PROVIDER_ERROR, f"{type(exc).__name__} raised"
+            _give_up(self.provider, control, request.items, reason, why)
 
-    def _give_up(
-        self, control: DeliveryControl, batch: Sequence[bytes], reason: str, why: str
-    ) -> None:
-        if not batch:
+    def _try(self, request: _Request, control: DeliveryControl) -> None:
+        if control.stopped:  # a 410 earlier: send no more
+            control.dropped(DropReason.PROVIDER_STOPPED, len(request.items))
             return
-        control.dropped(reason, len(batch))
-        warn(
-            self.provider,
-            reason,
-            "%s dropped %d items (%s): %s",
-            self.name,
-            len(batch),
-            reason,
-            why,
+        settings = control.settings
+        left = control.time_left()
+        if left is not None and left <= 0:
+            _give_up(
+                self.provider, control, request.items, DropReason.SHUTDOWN, "the budget ran out"
+            )
+            return
+        paced = self.circuit.wait()
+        if paced > 0 and left is None:  # a shutdown probes at once, within its budget
+            request.started += paced  # pacing is not the batch's own retry time
+            self._hold(request, self._clock() + paced)
+            return
+        request.attempt += 1
+        timeout = settings.http_timeout if left is None else min(settings.http_timeout, left)
+        wire = self.provider.build_request(request.route, request.items, request.batch_id)
+        outcome = self.exchange.attempt(
+            wire, request.route, request.items, timeout, request.attempt, control
         )
+        # A retry the vendor asked for counts toward the circuit; a resend of the valid rest
+        # after a partial rejection does not (the destination answered).
+        transient = outcome.kind == "retry" and not outcome.rejected
+        self.circuit.record(transient, settings.circuit_threshold, settings.circuit_probe_interval)
+        again, halves = _settle(self.provider, outcome, request.items, control)
+        now = self._clock()
+        for half in halves:  # 413: each half is a request of its own, sent now, in order
+            self._attempt(_Request(now, request.route, half, uuid4_strings(1)[0], now), control)
+        if not again:
+            return
+        request.items = again
+        delay = backoff(request.attempt, outcome.retry_after, settings, self._jitter())
+        left = control.time_left()
+        if left is not None and delay > left:
+            if outcome.retry_after is not None:  # the destination asked for more than is left
+                why = f"{outcome.reason}; it asked for {delay:g}s, the shutdown budget has less"
+                _give_up(self.provider, control, again, DropReason.SHUTDOWN, why)
+                return
+            delay = left / 2  # a backoff of ours: try again within the shutdown's budget
+        elapsed = now - request.started
+        if request.attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
+            why = f"{outcome.reason} after {request.attempt} attempts in {elapsed:.1f}s"
+            _give_up(self.provider, control, again, DropReason.RETRIES_EXHAUSTED, why)
+            return
+        control.retried(len(again))
+        if outcome.retry_after is not None:
+            self.circuit.pause(now + delay)  # the destination asked: nothing before then
+        self._hold(request, now + delay)
+
+
+def _settle(
+    provider: HttpProvider,
+    outcome: Outcome,
+    batch: list[bytes],
+    control: DeliveryControl,
+) -> tuple[list[bytes], list[list[bytes]]]:
+    """Count what `outcome` settles of `batch`; returns what to send again (a retry) and
+    the halves to send on their own (413)."""
+    count = len(batch)
+    rejected = {i for i in outcome.rejected if 0 <= i < count}
+    if rejected:
+        control.dropped(DropReason.REJECTED, len(rejected))
+        warn(
+            provider,
+            DropReason.REJECTED,
+            "%s: the vendor rejected %d of %d items: %s",
+            provider.name,
+            len(rejected),
+            count,
+            outcome.reason,
+        )
+    kept = [i for i in range(count) if i not in rejected] if rejected else range(count)
+    kind = outcome.kind
+    if kind == "delivered":
+        control.delivered(len(kept))
+    elif kind == "reject":
+        _give_up(provider, control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason)
+    elif kind == "gone":
+        control.dropped(DropReason.PROVIDER_STOPPED, len(kept))
+        control.stop_provider(f"the destination answered {outcome.reason}")
+    elif kind == "split":  # the halves of what was not rejected, each sent on its own
+        rest = [batch[i] for i in kept] if rejected else batch
+        if len(rest) == 1:
+            _give_up(provider, control, rest, DropReason.TOO_LARGE, outcome.reason)
+        elif rest:
+            return [], [rest[: len(rest) // 2], rest[len(rest) // 2 :]]
+    else:  # retry
+        control.failed()
+        again: Sequence[int] = kept
+        if outcome.retry_only is not None:
+            again = sorted(set(outcome.retry_only).intersection(kept))
+            control.delivered(len(kept) - len(again))
+        if len(again) == count:
+            return batch, []
+        return [batch[i] for i in again], []
+    return [], []
+
+
+def _give_up(
+    provider: HttpProvider,
+    control: DeliveryControl,
+    batch: Sequence[bytes],
+    reason: str,
+    why: str,
+) -> None:
+    if not batch:
+        return
+    control.dropped(reason, len(batch))
+    warn(
+        provider,
+        reason,
+        "%s dropped %d items (%s): %s",
+        provider.name,
+        len(batch),
+        reason,
+        why,
+    )

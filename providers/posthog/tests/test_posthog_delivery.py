@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -214,13 +215,19 @@ def test_at_most_1000_events_per_request_whatever_the_batch_size(
     assert stats.delivered == 2500
 
 
-def test_batch_size_setting_is_honoured(
+def test_batch_size_setting_is_the_trigger(
     enable: Enable, server: LoopbackReceiver, fake: PostHogFake
 ) -> None:
-    enable(TRACKING_BATCH_SIZE="4")
-    stats = _send(fake, events=10)
-    assert sorted(len(b) for b in _batches(server)) == [2, 4, 4]
-    assert stats.delivered == 10
+    # TRACKING_BATCH_SIZE=4 and no interval to speak of: 4 waiting events are sent at once (a
+    # backlog in one request of up to 1000), fewer wait for the flush.
+    enable(TRACKING_BATCH_SIZE="4", TRACKING_FLUSH_INTERVAL="60")
+    for count in (3, 1, 2):
+        _track(count)
+        time.sleep(0.3)
+    assert sorted(len(b) for b in _batches(server)) == [4]  # 2 still wait
+    stats = _flush()
+    assert sorted(len(b) for b in _batches(server)) == [2, 4]
+    assert stats.delivered == 6
 
 
 def test_an_event_over_1_mb_is_dropped_the_rest_is_sent(enable: Enable, fake: PostHogFake) -> None:

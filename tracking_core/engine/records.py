@@ -1,0 +1,79 @@
+"""What waits in the engine: intake tuples, the records lanes queue, the items providers get.
+
+- An intake tuple is built on the caller's thread, as cheap as a tuple can be:
+  ``("t", name, properties dict | None, user_id, anonymous_id, time.time() float | datetime)``
+  or ``("i", user_id, traits dict | None, time.time() float)``.
+- The dispatcher turns it into a *record* (`build`), its id and UTC time fixed, its
+  properties spread into one flat tuple.
+- A lane's worker makes the `TrackingEvent` or `TrackingIdentify` just before its provider gets
+  it (`materialize`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..event import (
+    TrackingEvent,
+    TrackingIdentify,
+    normalize_timestamp,
+    utc_from_timestamp,
+)
+
+__all__ = ["Item", "Record", "build", "materialize"]
+
+#: What a provider gets.
+Item = TrackingEvent | TrackingIdentify
+#: An event or identify as it waits in a lane.
+Record = tuple[Any, ...]
+
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+
+
+def build(item: tuple[Any, ...], event_id: str) -> Record:
+    """The record of an intake tuple: its id and UTC time fixed, as every lane will see them.
+
+    A record is one flat tuple: ``("t", name, time, user_id, anonymous_id, event_id, key1,
+    value1, key2, value2, ...)`` or ``("i", user_id, time, event_id, key1, value1, ...)``,
+    the properties (or traits) spread into it. When they are plain values (text, numbers,
+    booleans, None), the garbage collector stops tracking such a tuple the first time it looks
+    at it: a backlog of any length then adds nothing to what its full collections walk. A
+    `TrackingEvent` (or a tuple holding the dict) per queued event would, and those collections
+    are pauses of a caller's `track()` and of an asyncio loop. The worker makes the
+    `TrackingEvent` just before its provider gets it (`materialize`).
+    """
+    if item[0] == "t":
+        _, name, props, user_id, anonymous_id, ts = item
+        when = utc_from_timestamp(ts) if type(ts) is float else normalize_timestamp(ts)
+        head: tuple[Any, ...] = ("t", name, when, user_id, anonymous_id, event_id)
+    else:
+        _, user_id, props, ts = item
+        head = ("i", user_id, utc_from_timestamp(ts), event_id)
+    if not props:
+        return head
+    return head + tuple([part for pair in props.items() for part in pair])
+
+
+def materialize(records: Sequence[Record], read_only: bool = False) -> list[Item]:
+    """The events and identifies of `records`. With `read_only` (a plain provider, which may
+    keep what it is given), properties are read-only views: one snapshot is shared by every
+    provider, so none may change what the others see."""
+    items: list[Item] = []
+    for record in records:
+        if record[0] == "t":
+            props = _pairs(record, 6)
+            values = types.MappingProxyType(props) if read_only and props else props
+            items.append(TrackingEvent(record[1], values, *record[2:6]))
+        else:
+            traits = _pairs(record, 4)
+            items.append(TrackingIdentify(record[1], traits, record[2], record[3]))
+    return items
+
+
+def _pairs(record: Record, start: int) -> Mapping[str, Any]:
+    """The properties spread into `record` from `start` on, as a new dict."""
+    if len(record) <= start:
+        return _EMPTY
+    return dict(zip(record[start::2], record[start + 1 :: 2], strict=True))
