@@ -677,3 +677,57 @@ def test_the_default_transport_is_built_on_first_use_and_anew_in_a_forked_child(
     sender.deliver_batch(numbered(1), DeliveryControl(lane))
     assert sender.transport is first  # the parent keeps its own
     assert lane.stats().dropped == {"retries_exhausted": 2}
+
+
+# -- held requests: retries wait beside fresh batches ------------------------------------------
+
+
+def test_a_failed_request_waits_while_a_fresh_batch_goes_out(clock: FakeTime) -> None:
+    network = Network(clock, status(503), status(200), status(200))
+    harness = Harness(network, retry_backoff=2.0)
+    harness.sender.submit(events("first"), harness.control)
+    assert harness.sender.held() == 1 and harness.sender.due_in() == pytest.approx(2.0)
+    harness.sender.submit(events("second"), harness.control)  # not kept behind the backoff
+    assert network.batches() == [["first"], ["second"]] and harness.sender.held() == 1
+    clock.now += 2.0
+    harness.sender.resume(harness.control)
+    assert network.batches()[-1] == ["first"] and harness.sender.held() == 0
+    stats = harness.lane.stats()
+    assert (stats.delivered, stats.failed, stats.retried) == (2, 1, 1)
+
+
+def test_held_requests_are_bounded(clock: FakeTime) -> None:
+    network = Network(clock, status(503))
+    harness = Harness(network, retry_backoff=5.0)
+    for number in range(Sender.MAX_HELD):
+        assert not harness.sender.full()
+        harness.sender.submit(events(f"e{number}"), harness.control)
+    assert harness.sender.held() == Sender.MAX_HELD and harness.sender.full()
+
+
+def test_drain_settles_every_held_request(clock: FakeTime) -> None:
+    network = Network(clock, status(503), status(503), status(200))
+    harness = Harness(network)
+    harness.sender.submit(events("a"), harness.control)
+    harness.sender.submit(events("b"), harness.control)
+    assert harness.sender.held() == 2
+    harness.sender.drain(harness.control)  # what a flush does
+    assert harness.sender.held() == 0 and harness.lane.stats().delivered == 2
+
+
+def test_the_backoff_follows_the_destinations_streak_not_the_requests_attempts(
+    clock: FakeTime,
+) -> None:
+    # "a" fails, "b" succeeds (the destination answers: the streak ends), "a" fails again:
+    # its second wait is the first ceiling again, not the doubled one.
+    network = Network(clock, status(503), status(200), status(503), status(200))
+    harness = Harness(network, retry_backoff=1.0)
+    harness.sender.submit(events("a"), harness.control)
+    assert harness.sender.due_in() == pytest.approx(1.0)
+    harness.sender.submit(events("b"), harness.control)
+    clock.now += 1.0
+    harness.sender.resume(harness.control)
+    assert network.batches() == [["a"], ["b"], ["a"]]
+    assert harness.sender.due_in() == pytest.approx(1.0)  # a streak of one, again
+    harness.sender.drain(harness.control)
+    assert harness.lane.stats().delivered == 2

@@ -267,12 +267,13 @@ class EngineSettings:
     """TRACKING_SHUTDOWN_TIMEOUT: the exit flush's budget, in seconds."""
     flush_timeout: float = 30.0
     """TRACKING_FLUSH_TIMEOUT: what ``flush_tracking(None)`` waits at most, in seconds."""
-    max_attempts: int = 6
+    max_attempts: int = 10
     """TRACKING_MAX_ATTEMPTS: attempts of one batch before it is dropped."""
     max_retry_time: float = 120.0
     """TRACKING_MAX_RETRY_TIME: seconds one batch may spend retrying."""
-    retry_backoff: float = 0.5
-    """TRACKING_RETRY_BACKOFF: the first backoff ceiling in seconds (it doubles; full jitter)."""
+    retry_backoff: float = 0.1
+    """TRACKING_RETRY_BACKOFF: the first backoff ceiling in seconds; it doubles with each
+    failure of the destination in a row (full jitter)."""
     retry_backoff_max: float = 30.0
     """TRACKING_RETRY_BACKOFF_MAX: the largest backoff ceiling."""
     http_timeout: float = 10.0

@@ -228,17 +228,20 @@ def capped(function: Callable[[], object], cap: float) -> tuple[float | None, ob
 
 
 class GcWatch:
-    """Records the cyclic garbage collector's pauses (in any thread) while it is entered."""
+    """Records the cyclic garbage collector's pauses (in any thread) while it is entered: the
+    collecting thread's CPU time from its start to its end."""
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        # CPU time of the collecting thread, not wall time: a callback runs Python code, where
+        # the thread may hand the GIL to others, and their turn is not the collector's pause.
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.thread_time()
         else:
-            self.pauses.append(time.perf_counter() - self._started)
+            self.pauses.append(time.thread_time() - self._started)
 
     def __enter__(self) -> GcWatch:
         gc.callbacks.append(self._callback)

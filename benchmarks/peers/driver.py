@@ -325,7 +325,7 @@ CALLER = Table(
     "{n} back-to-back `track()` calls in a fresh process, each timed with `perf_counter` "
     "(µs). *dropped*: events the receiver never got after flush and shutdown, with default "
     "settings (per destination, summed). *GC max*: the longest pause of Python's cyclic "
-    "garbage collector (any thread) during the calls. x = p50 / {ref}'s.",
+    "garbage collector (any thread; its CPU time) during the calls. x = p50 / {ref}'s.",
     [
         ("p50 µs", lambda r, ref: micro(r["p50_us"])),
         ("p99 µs", lambda r, ref: micro(r["p99_us"])),
@@ -380,7 +380,7 @@ ASYNCIO_ABOUT = (
     "A 1 ms ticker (`await asyncio.sleep(0.001)`) while one coroutine tracks {n} events "
     "({shape}) and then awaits the flush in a worker thread; lateness = how much later than "
     "1 ms each tick woke up, from the first event until every event was confirmed. *GC max*: "
-    "the longest garbage-collector pause in that time."
+    "the longest garbage-collector pause (any thread; its CPU time) in that time."
 )
 
 
@@ -424,7 +424,7 @@ STALLED = Table(
     "calls, then flush (with a {flush_timeout:g} s timeout where the API has one), then "
     "shutdown; each capped at {cap:g} s (a call still blocked then is left behind). No "
     "warm-up here: the first calls start the client. *GC max*: the longest "
-    "garbage-collector pause during the calls.",
+    "garbage-collector pause (any thread; its CPU time) during the calls.",
     [
         ("max track() ms", _max_track),
         ("GC max ms", field("gc_max_ms", 1)),

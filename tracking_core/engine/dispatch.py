@@ -22,6 +22,7 @@ from ..event import (
 from .lane import Lane
 from .markers import BadInput, Flush, Sync
 from .records import Record, build
+from .turn import renew, turn
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -72,6 +73,7 @@ class Dispatcher:
         """In a forked child: no thread, no intake (made again on first use); a discovery
         that was running in the parent runs again here."""
         self._lock = threading.Lock()
+        renew()
         self.intake = None
         self.thread = None
         self.intake_dropped = self._intake_dropped_logged = 0
@@ -86,6 +88,7 @@ class Dispatcher:
             if self.thread is not None and intake is not None:
                 return intake
             intake = self.intake = queue.SimpleQueue()
+            renew()
             if not self.discovery_done:
                 self._discovered = threading.Event()
             thread = threading.Thread(target=self._run, name="tracking-dispatch", daemon=True)
@@ -172,66 +175,30 @@ class Dispatcher:
         take = intake.get_nowait
         while True:
             chunk = [intake.get()]
-            try:
-                while len(chunk) < DISPATCH_CHUNK:
-                    chunk.append(take())
-            except queue.Empty:
-                pass
             if not self.discovery_done:
                 self._run_discovery()
-            if self.intake_dropped != self._intake_dropped_logged:
-                # Counted on the callers' threads (no I/O there), logged here.
-                self._intake_dropped_logged = self.intake_dropped
-                _log_intake_drops(self.intake_dropped, self._settings().max_queue)
-            ids = iter(uuid4_strings(sum(1 for item in chunk if type(item) is tuple)))
-            built: list[Record] = []
-            for item in chunk:
-                try:
-                    if type(item) is tuple:
-                        built.append(build(item, next(ids)))
-                        continue
-                    if built:  # markers keep their place behind the events before them
-                        self._fan_out(built)
-                        built = []
-                    self._marker(item)
-                except Exception:
-                    logger.exception("tracking: internal error while dispatching; item dropped")
-            if built:
-                self._fan_out(built)
-            if intake.qsize():
-                # More waits: let the application's threads have the GIL between chunks, so a
-                # burst never holds a caller's track() (or an asyncio loop) for a switch
-                # interval (5 ms) at a time.
-                time.sleep(0)
-
-    def _fan_out(self, built: list[Record]) -> None:
-        events_only: list[Record] | None = None
-        for lane in self._lanes():
-            if lane.takes_identify:
-                lane.offer(built)
-            else:
-                if events_only is None:
-                    events_only = [record for record in built if record[0] == "t"]
-                if events_only:
-                    lane.offer(events_only)
-
-    def _marker(self, item: object) -> None:
-        if isinstance(item, Flush):
-            lanes = self._lanes()
-            item.expect(lanes)
-            for lane in lanes:
-                lane.offer_marker(item)
-        elif isinstance(item, Sync):
-            item.done.set()
-        elif isinstance(item, BadInput):
-            for lane in self._lanes():
-                lane.count_bad_input()
-            rate_limited.log(
-                logging.WARNING,
-                f"bad_input:{item.reason.split(':')[0]}",
-                "tracking: dropped a call: %s",
-                item.reason,
-            )
+            # The whole intake is handed out in one turn (engine/turn.py), chunk by chunk: the
+            # lanes then see a burst at once and batch it up to what each destination takes,
+            # instead of encoding it as it trickles in.
+            with turn():
+                while True:
+                    try:
+                        while len(chunk) < DISPATCH_CHUNK:
+                            chunk.append(take())
+                    except queue.Empty:
+                        pass
+                    if self.intake_dropped != self._intake_dropped_logged:
+                        # Counted on the callers' threads (no I/O there), logged here.
+                        self._intake_dropped_logged = self.intake_dropped
+                        _log_intake_drops(self.intake_dropped, self._settings().max_queue)
+                    _dispatch(chunk, self._lanes())
+                    if not intake.qsize():
+                        break
+                    # More waits: let the application's threads have the GIL between chunks,
+                    # so a burst never holds a caller's track() (or an asyncio loop) for a
+                    # switch interval (5 ms) at a time.
+                    time.sleep(0)
+                    chunk = []
 
 
 def _log_intake_drops(dropped: int, bound: int) -> None:
@@ -243,3 +210,54 @@ def _log_intake_drops(dropped: int, bound: int) -> None:
         dropped,
         bound,
     )
+
+
+def _dispatch(chunk: list[Any], lanes: Sequence[Lane]) -> None:
+    """Hand out one chunk of the intake: events to every lane, markers in their place."""
+    ids = iter(uuid4_strings(sum(1 for item in chunk if type(item) is tuple)))
+    built: list[Record] = []
+    for item in chunk:
+        try:
+            if type(item) is tuple:
+                built.append(build(item, next(ids)))
+                continue
+            if built:  # markers keep their place behind the events before them
+                _fan_out(built, lanes)
+                built = []
+            _marker(item, lanes)
+        except Exception:
+            logger.exception("tracking: internal error while dispatching; item dropped")
+    if built:
+        _fan_out(built, lanes)
+
+
+def _fan_out(built: list[Record], lanes: Sequence[Lane]) -> None:
+    # One tuple for every lane (see `Backlog`): of plain records, the collector drops it.
+    records = tuple(built)
+    events_only: tuple[Record, ...] | None = None
+    for lane in lanes:
+        if lane.takes_identify:
+            lane.offer(records)
+        else:
+            if events_only is None:
+                events_only = tuple([record for record in built if record[0] == "t"])
+            if events_only:
+                lane.offer(events_only)
+
+
+def _marker(item: object, lanes: Sequence[Lane]) -> None:
+    if isinstance(item, Flush):
+        item.expect(lanes)
+        for lane in lanes:
+            lane.offer_marker(item)
+    elif isinstance(item, Sync):
+        item.done.set()
+    elif isinstance(item, BadInput):
+        for lane in lanes:
+            lane.count_bad_input()
+        rate_limited.log(
+            logging.WARNING,
+            f"bad_input:{item.reason.split(':')[0]}",
+            "tracking: dropped a call: %s",
+            item.reason,
+        )

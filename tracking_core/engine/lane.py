@@ -90,8 +90,9 @@ class Lane:
 
     # -- producer side (the dispatcher thread) --------------------------------------------
 
-    def offer(self, items: Sequence[Record]) -> None:
-        """Queue `items` (from the dispatcher), dropping what exceeds the queue's bound."""
+    def offer(self, items: tuple[Record, ...]) -> None:
+        """Queue `items` (from the dispatcher, one tuple shared by every lane it goes to),
+        dropping what exceeds the queue's bound."""
         backlog = self.backlog
         full = 0
         with backlog.cond:
@@ -107,7 +108,7 @@ class Lane:
                 self.counters.drop(DropReason.QUEUE_FULL, full)
                 items = items[: max(room, 0)]
             if items:
-                backlog.extend(items)  # type: ignore[arg-type]
+                backlog.extend(items)
                 if self._thread is None:
                     self._start()
         if full:

@@ -19,6 +19,7 @@ from .markers import Flush, Stop
 from .plain import PlainDelivery
 from .records import Record, materialize
 from .stats import DropReason
+from .turn import turn
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -163,7 +164,8 @@ def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: b
         if lane.stopped_why is not None:
             counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
         else:
-            items = materialize(batch, read_only=isinstance(lane.delivery, PlainDelivery))
+            with turn():
+                items = materialize(batch, read_only=isinstance(lane.delivery, PlainDelivery))
             if holds:
                 lane.delivery.submit(items, control)
             else:

@@ -21,15 +21,15 @@ def full_jitter() -> float:
 
 
 def backoff(
-    attempt: int, retry_after: float | None, settings: EngineSettings, jitter: float
+    streak: int, retry_after: float | None, settings: EngineSettings, jitter: float
 ) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1 for the first): the answer's
-    `retry_after` (clamped to [0, `RETRY_AFTER_MAX`]) when it gave one, else full jitter: the
-    fraction `jitter` of ``TRACKING_RETRY_BACKOFF`` doubled per attempt, capped by
-    ``TRACKING_RETRY_BACKOFF_MAX``."""
+    """Seconds to wait after a failure, the destination's `streak`-th in a row (1 for the
+    first): the answer's `retry_after` (clamped to [0, `RETRY_AFTER_MAX`]) when it gave one,
+    else full jitter: the fraction `jitter` of ``TRACKING_RETRY_BACKOFF`` doubled per failure
+    in the streak, capped by ``TRACKING_RETRY_BACKOFF_MAX``."""
     if retry_after is not None and not math.isnan(retry_after):
         return min(max(retry_after, 0.0), RETRY_AFTER_MAX)
-    doubled = settings.retry_backoff * 2.0 ** min(attempt - 1, 64)
+    doubled = settings.retry_backoff * 2.0 ** min(streak - 1, 64)
     return min(settings.retry_backoff_max, doubled) * jitter
 
 

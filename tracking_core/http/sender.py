@@ -4,8 +4,9 @@ The engine wraps every `HttpProvider` in a `Sender` (one per lane, so one per pr
 process) the way it wraps a plain provider in `tracking_core.engine.plain.PlainDelivery`. The
 sender encodes the items and groups them by route, cuts requests by the provider's limits, and
 sends each request: up to ``TRACKING_MAX_ATTEMPTS`` attempts within ``TRACKING_MAX_RETRY_TIME``
-seconds, with exponential backoff and full jitter or the answer's ``Retry-After`` in between;
-413 halves a batch; items the answer names are dropped (``rejected``) and the rest resent or
+seconds, with a backoff (`retry.backoff`: full jitter, growing with the destination's failures
+in a row) or the answer's ``Retry-After`` in between, during which the request is held and
+fresh batches go on; 413 halves a batch; items the answer names are dropped (``rejected``) and the rest resent or
 counted; 410 stops the provider; a `Circuit` paces a failing destination. Every item ends
 delivered or dropped under its reason, and every line it logs is masked (`SecretMasks`).
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..engine import DeliveryControl, DropReason, Item
+from ..engine.turn import turn
 from ..event import uuid4_strings
 from .exchange import Exchange
 from .masking import SecretMasks, warn
@@ -184,7 +186,9 @@ class Sender:
         provider = self.provider
         now = self._clock()
         with self.masks.active():
-            for route, (limits, datas) in encode_all(provider, items, control).items():
+            with turn():  # the CPU part: one library thread at a time (engine/turn.py)
+                groups = encode_all(provider, items, control)
+            for route, (limits, datas) in groups.items():
                 overhead = len(provider.build_request(route, [], uuid4_strings(1)[0]).body) + 64
                 for chunk in cut(datas, limits, overhead):
                     self._attempt(_Request(now, route, chunk, uuid4_strings(1)[0], now), control)
@@ -263,7 +267,11 @@ class Sender:
         if not again:
             return
         request.items = again
-        delay = backoff(request.attempt, outcome.retry_after, settings, self._jitter())
+        # The backoff grows with the destination's failures in a row, not with this request's
+        # attempts: a destination that fails now and then (its other requests succeed) is
+        # tried again soon; one that keeps failing is waited on longer each time.
+        streak = max(1, self.circuit.failures)
+        delay = backoff(streak, outcome.retry_after, settings, self._jitter())
         left = control.time_left()
         if left is not None and delay > left:
             if outcome.retry_after is not None:  # the destination asked for more than is left
