@@ -334,6 +334,7 @@ def test_flush_with_no_providers_and_default_timeout(clean_tracking: None) -> No
 def test_public_names_are_pinned() -> None:
     assert tc.__all__ == sorted(tc.__all__)
     assert set(tc.__all__) == {
+        "DeliveryReceipt",
         "DropReason",
         "PluginReport",
         "ProviderSetting",
@@ -352,6 +353,7 @@ def test_public_names_are_pinned() -> None:
         "list_tracking_providers",
         "register_tracking_provider",
         "shutdown_tracking",
+        "submit_event",
         "track",
         "tracking_context",
         "tracking_stats",

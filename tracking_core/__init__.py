@@ -14,6 +14,7 @@ from .api import (
     list_tracking_providers,
     register_tracking_provider,
     shutdown_tracking,
+    submit_event,
     track,
     tracking_context,
     tracking_stats,
@@ -24,6 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .convert import json_safe
     from .discovery import PluginReport
+    from .engine.receipts import DeliveryReceipt
     from .engine.stats import DropReason, ProviderStats
     from .event import TrackingEvent, TrackingIdentify
     from .hookspecs import hookimpl
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 #: The public names whose modules load on first use: name -> module.
 _LAZY = {
+    "DeliveryReceipt": "engine.receipts",
     "DropReason": "engine.stats",
     "PluginReport": "discovery",
     "ProviderSetting": "settings_doc",
@@ -48,6 +51,7 @@ _LAZY = {
 
 
 __all__ = [
+    "DeliveryReceipt",
     "DropReason",
     "PluginReport",
     "ProviderSetting",
@@ -66,6 +70,7 @@ __all__ = [
     "list_tracking_providers",
     "register_tracking_provider",
     "shutdown_tracking",
+    "submit_event",
     "track",
     "tracking_context",
     "tracking_stats",

@@ -22,12 +22,14 @@ from .process import arm_termination
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime as _dt
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import TracebackType
     from typing import Any
 
     from .discovery import PluginReport
     from .engine import BatchingProvider, ProviderStats
+    from .engine.receipts import DeliveryReceipt
+    from .event import TrackingEvent, TrackingIdentify
     from .http import HttpProvider
     from .registry import Runtime
     from .types import TrackingProvider
@@ -48,15 +50,15 @@ def runtime() -> Runtime:
     return runtime()
 
 
-def _first_submit(item: object) -> None:
+def _first_submit(item: object) -> bool:
     """The first call builds the runtime (nothing is made at import), then `track()` and
-    `identify()` call the engine's intake directly."""
+    `identify()` call the engine's intake directly. False when the intake was full."""
     global _submit
     _submit = runtime().engine.submit
-    _submit(item)
+    return _submit(item)
 
 
-_submit: Callable[[object], None] = _first_submit
+_submit: Callable[[object], bool] = _first_submit
 
 
 def _bad(reason: str) -> None:
@@ -170,6 +172,49 @@ def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
         _submit(("i", user_id, snapshot, _now()))
     except Exception as exc:
         _bad(f"identify() could not accept the call ({type(exc).__name__})")
+
+
+def submit_event(item: TrackingEvent | TrackingIdentify) -> DeliveryReceipt:
+    """Send an event or identify made beforehand, and get a receipt that says what became of
+    it. Returns at once and never raises.
+
+    The item keeps its ``event_id`` and ``timestamp`` as they are (an event sent again, by a
+    relay for instance, is the same event to every vendor's dedupe). It goes to every
+    registered provider (an identify, to those that take identifies) through the same queues,
+    batches and retries as `track()`; `tracking_context` does not apply. The receipt is done
+    once each of those providers delivered it or dropped it (counted in `tracking_stats()` as
+    always): ``receipt.wait(timeout)``, ``receipt.outcomes`` (provider -> ``"delivered"`` or
+    the drop reason), ``receipt.add_done_callback(fn)``. A provider that reports only counts
+    (a `BatchingProvider` that does not call ``control.settled``) settles its items as
+    ``"uncertain"`` when part of their batch failed.
+
+    Args:
+        item: a `TrackingEvent` or `TrackingIdentify`.
+    """
+    from .engine.markers import Submitted
+    from .engine.receipts import DeliveryReceipt
+    from .event import TrackingEvent, TrackingIdentify
+
+    receipt = DeliveryReceipt(str(getattr(item, "event_id", "")))
+    try:
+        engine = runtime().engine
+        if not isinstance(item, (TrackingEvent, TrackingIdentify)) or not receipt.event_id:
+            _bad(
+                f"submit_event() takes a TrackingEvent or TrackingIdentify, got {_type_name(item)}"
+            )
+            _settle_now(receipt, engine.names(), "bad_input")
+        elif not _submit(Submitted(item, receipt)):
+            _settle_now(receipt, engine.names(), "queue_full")
+    except Exception as exc:
+        _bad(f"submit_event() could not accept the item ({type(exc).__name__})")
+        _settle_now(receipt, (), "bad_input")
+    return receipt
+
+
+def _settle_now(receipt: DeliveryReceipt, providers: Sequence[str], outcome: str) -> None:
+    receipt.expect(providers)
+    for provider in providers:
+        receipt.settle(provider, outcome)
 
 
 def register_tracking_provider(

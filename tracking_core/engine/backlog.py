@@ -118,6 +118,14 @@ class Backlog:
             until = queued_at + interval
             self.cond.wait((until if wake_at is None else min(until, wake_at)) - now)
 
+    def records(self) -> list[Record]:
+        """Every record waiting, in order."""
+        waiting: list[Record] = []
+        for number, run in enumerate(self._runs):
+            if not isinstance(run, Flush):
+                waiting.extend(run[self._head :] if number == 0 else run)
+        return waiting
+
     def clear(self) -> tuple[int, list[Flush]]:
         """Empty the backlog; returns how many items it held and the markers among them."""
         markers = [run for run in self._runs if isinstance(run, Flush)]

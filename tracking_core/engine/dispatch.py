@@ -20,8 +20,9 @@ from ..event import (
     uuid4_strings,
 )
 from .lane import Lane
-from .markers import BadInput, Flush, Sync
-from .records import Record, build
+from .markers import BadInput, Flush, Submitted, Sync
+from .receipts import WATCH
+from .records import Record, build, build_item
 from .turn import renew, turn
 
 if TYPE_CHECKING:
@@ -99,15 +100,17 @@ class Dispatcher:
         self._after_start()
         return intake
 
-    def submit(self, item: object) -> None:
-        """Put `item` on the intake (starting it first); count it dropped when full."""
+    def submit(self, item: object) -> bool:
+        """Put `item` on the intake (starting it first); count it dropped when full (and
+        return False)."""
         intake = self.intake
         if intake is None or self.thread is None:
             intake = self.start()
         if intake.qsize() >= self._settings().max_queue:
             self.intake_dropped += 1
-            return
+            return False
         intake.put(item)
+        return True
 
     def sync(self, timeout: float) -> None:
         """Wait until everything on the intake now has been handed out."""
@@ -221,6 +224,11 @@ def _dispatch(chunk: list[Any], lanes: Sequence[Lane]) -> None:
             if type(item) is tuple:
                 built.append(build(item, next(ids)))
                 continue
+            if type(item) is Submitted:
+                record = build_item(item.item)
+                WATCH.add(item.receipt, [lane.name for lane in lanes if _takes(lane, record)])
+                built.append(record)
+                continue
             if built:  # markers keep their place behind the events before them
                 _fan_out(built, lanes)
                 built = []
@@ -243,6 +251,10 @@ def _fan_out(built: list[Record], lanes: Sequence[Lane]) -> None:
                 events_only = tuple([record for record in built if record[0] == "t"])
             if events_only:
                 lane.offer(events_only)
+
+
+def _takes(lane: Lane, record: Record) -> bool:
+    return not lane.retired and (lane.takes_identify or record[0] == "t")
 
 
 def _marker(item: object, lanes: Sequence[Lane]) -> None:

@@ -18,7 +18,8 @@ from ..settings import EngineSettings
 from .backlog import Backlog
 from .markers import Flush, Stop
 from .plain import PlainDelivery
-from .records import Item, Record
+from .receipts import WATCH
+from .records import Item, Record, record_id
 from .stats import Counters, DropReason, ProviderStats
 from .worker import DeliveryControl, work
 
@@ -96,16 +97,19 @@ class Lane:
         backlog = self.backlog
         full = 0
         with backlog.cond:
-            if self.retired:
-                return  # unregistered while the dispatcher was handing these out
+            if self.retired:  # unregistered while the dispatcher was handing these out
+                self.settle(items, DropReason.PROVIDER_STOPPED)
+                return
             self.counters.accept(len(items))
             if self.stopped_why is not None:
                 self.counters.drop(DropReason.PROVIDER_STOPPED, len(items))
+                self.settle(items, DropReason.PROVIDER_STOPPED)
                 return
             room = self.settings.max_queue - len(backlog) - self.counters.in_flight
             if room < len(items):
                 full = len(items) - max(room, 0)
                 self.counters.drop(DropReason.QUEUE_FULL, full)
+                self.settle(items[max(room, 0) :], DropReason.QUEUE_FULL)
                 items = items[: max(room, 0)]
             if items:
                 backlog.extend(items)
@@ -125,6 +129,11 @@ class Lane:
             self.backlog.append_marker(marker)
             if self._thread is None:
                 self._start()
+
+    def settle(self, records: Sequence[Record], outcome: str) -> None:
+        """Report `outcome` for `records` to the receipts waiting on them (if any)."""
+        if WATCH.active:
+            WATCH.settle(self.name, [record_id(record) for record in records], outcome)
 
     def count_bad_input(self) -> None:
         self.counters.accept(1)
@@ -211,6 +220,8 @@ class Lane:
         events again (tracking may be used after a shutdown).
         """
         with self.backlog.cond:
+            if WATCH.active:
+                self.settle(self.backlog.records(), DropReason.SHUTDOWN)
             waiting, markers = self.backlog.clear()
             in_flight = self.counters.in_flight
             self._shutdown_deadline = None

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BadInput", "Flush", "Stop", "Sync"]
+__all__ = ["BadInput", "Flush", "Stop", "Submitted", "Sync"]
 
 
 class Flush:
@@ -51,3 +51,14 @@ class BadInput:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class Submitted:
+    """An event or identify made by the application, with the receipt that reports on it
+    (`tracking_core.submit_event`). It travels with the events around it, not as a marker."""
+
+    __slots__ = ("item", "receipt")
+
+    def __init__(self, item: Any, receipt: Any) -> None:
+        self.item = item
+        self.receipt = receipt

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import logger, rate_limited
 from ..event import TrackingEvent, TrackingIdentify
+from .records import Item
 from .stats import DropReason
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class PlainDelivery:
                 self._loop = asyncio.new_event_loop()
             self._loop.run_until_complete(result)
 
-    def deliver_batch(self, items: Sequence[object], control: DeliveryControl) -> None:
+    def deliver_batch(self, items: Sequence[Item], control: DeliveryControl) -> None:
         provider = self.provider
         for item in items:
             try:
@@ -61,6 +62,7 @@ class PlainDelivery:
             except BaseException as exc:
                 control.failed(f"{type(exc).__name__} raised by the provider")
                 control.dropped(DropReason.PROVIDER_ERROR, 1)
+                control.settled((item.event_id,), DropReason.PROVIDER_ERROR)
                 if rate_limited.log(
                     logging.ERROR,
                     f"provider_error:{self.name}",
@@ -71,6 +73,7 @@ class PlainDelivery:
                     logger.debug("tracking: provider %r traceback", self.name, exc_info=True)
             else:
                 control.delivered(1, clear_error=True)
+                control.settled((item.event_id,), "delivered")
 
     def flush(self) -> None:
         flush = getattr(self.provider, "flush", None)

@@ -22,7 +22,7 @@ from ..event import (
     utc_from_timestamp,
 )
 
-__all__ = ["Item", "Record", "build", "materialize"]
+__all__ = ["Item", "Record", "build", "build_item", "materialize", "record_id"]
 
 #: What a provider gets.
 Item = TrackingEvent | TrackingIdentify
@@ -54,6 +54,27 @@ def build(item: tuple[Any, ...], event_id: str) -> Record:
     if not props:
         return head
     return head + tuple([part for pair in props.items() for part in pair])
+
+
+def build_item(item: Item) -> Record:
+    """The record of an event or identify made by the application (`submit_event`): its id
+    and timestamp kept as they are."""
+    if isinstance(item, TrackingEvent):
+        when = normalize_timestamp(item.timestamp)
+        head: tuple[Any, ...] = ("t", item.name, when, item.user_id, item.anonymous_id)
+        props: Mapping[str, Any] = item.properties
+    else:
+        head = ("i", item.user_id, normalize_timestamp(item.timestamp))
+        props = item.traits
+    head += (item.event_id,)
+    if not props:
+        return head
+    return head + tuple([part for pair in dict(props).items() for part in pair])
+
+
+def record_id(record: Record) -> str:
+    """The event id of `record`."""
+    return record[5] if record[0] == "t" else record[3]  # type: ignore[no-any-return]
 
 
 def materialize(records: Sequence[Record], read_only: bool = False) -> list[Item]:

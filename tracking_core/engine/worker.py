@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._log import logger, rate_limited
 from ..event import set_conversion_sink
 from .markers import Flush, Stop
 from .plain import PlainDelivery
-from .records import Record, materialize
+from .receipts import DELIVERED, UNCERTAIN, WATCH
+from .records import Record, materialize, record_id
 from .stats import DropReason
 from .turn import turn
 
@@ -36,6 +37,7 @@ class DeliveryControl:
         self._counters = lane.counters
         #: Items reported (delivered or dropped) during the current batch.
         self.reported = 0
+        self._delivered = self._dropped = 0  # ever, for `tally`
 
     @property
     def settings(self) -> EngineSettings:
@@ -46,12 +48,26 @@ class DeliveryControl:
         if clear_error:
             self._counters.last_error = None
         self.reported += count
+        self._delivered += count
 
     def dropped(self, reason: str, count: int) -> None:
         """Count `count` items as dropped for `reason` (logged, rate-limited, by the caller)."""
         if count > 0:
             self._counters.drop(reason, count)
             self.reported += count
+            self._dropped += count
+
+    def tally(self) -> tuple[int, int]:
+        """(delivered, dropped): what was reported through this control so far."""
+        return self._delivered, self._dropped
+
+    def settled(self, event_ids: Sequence[str], outcome: str) -> None:
+        """Report what became of the items with these ids (``"delivered"`` or the drop
+        reason) to the receipts waiting on them, if any (`tracking_core.submit_event`). The
+        built-in deliveries call it beside `delivered`/`dropped`; for a provider that only
+        counts, the engine settles a batch's receipts from its counts when it returns."""
+        if WATCH.active:
+            WATCH.settle(self._lane.name, event_ids, outcome)
 
     def failed(self, error: str | None = None) -> None:
         """One failed attempt (and, when given, why: text without secrets)."""
@@ -163,18 +179,25 @@ def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: b
     try:
         if lane.stopped_why is not None:
             counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
+            lane.settle(batch, DropReason.PROVIDER_STOPPED)
         else:
             with turn():
                 items = materialize(batch, read_only=isinstance(lane.delivery, PlainDelivery))
             if holds:
                 lane.delivery.submit(items, control)
             else:
+                tally = control.tally() if WATCH.active else None
                 lane.delivery.deliver_batch(items, control)
+                if tally is not None:
+                    _settle_from_counts(lane, batch, control, tally)
     except BaseException as exc:
         # A bug in a provider's wire mapping must not kill the worker. What the provider
         # already reported for this batch stands; the rest is dropped.
         counters.fail(f"{type(exc).__name__} raised by the provider")
         counters.drop(DropReason.PROVIDER_ERROR, max(0, len(batch) - control.reported))
+        if WATCH.active:  # what the provider did not report is what was dropped
+            pending = WATCH.pending(lane.name, [record_id(record) for record in batch])
+            WATCH.settle(lane.name, pending, DropReason.PROVIDER_ERROR)
         rate_limited.log(
             logging.ERROR,
             f"provider_error:{lane.name}",
@@ -186,6 +209,20 @@ def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: b
         logger.debug("tracking: provider %r traceback", lane.name, exc_info=True)
     finally:
         counters.in_flight = 0
+
+
+def _settle_from_counts(
+    lane: Lane, batch: list[Record], control: DeliveryControl, before: tuple[int, int]
+) -> None:
+    """A provider that reports counts, not ids: when it delivered the whole batch, its
+    receipts are settled as delivered; otherwise they cannot be told apart, and each is
+    settled as ``uncertain`` (a relay sends such an event again: at least once)."""
+    delivered, dropped = control.tally()
+    outcome = (
+        DELIVERED if delivered - before[0] == len(batch) and dropped == before[1] else UNCERTAIN
+    )
+    pending = WATCH.pending(lane.name, [record_id(record) for record in batch])
+    WATCH.settle(lane.name, pending, outcome)
 
 
 def _lift_spent_deadline(lane: Lane) -> None:

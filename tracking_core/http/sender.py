@@ -6,9 +6,10 @@ sender encodes the items and groups them by route, cuts requests by the provider
 sends each request: up to ``TRACKING_MAX_ATTEMPTS`` attempts within ``TRACKING_MAX_RETRY_TIME``
 seconds, with a backoff (`retry.backoff`: full jitter, growing with the destination's failures
 in a row) or the answer's ``Retry-After`` in between, during which the request is held and
-fresh batches go on; 413 halves a batch; items the answer names are dropped (``rejected``) and the rest resent or
-counted; 410 stops the provider; a `Circuit` paces a failing destination. Every item ends
-delivered or dropped under its reason, and every line it logs is masked (`SecretMasks`).
+fresh batches go on; 413 halves a batch; items the answer names are dropped (``rejected``)
+and the rest resent or counted; 410 stops the provider; a `Circuit` paces a failing
+destination. Every item ends delivered or dropped under its reason (and the receipts waiting
+on an item hear which, by its id), and every line it logs is masked (`SecretMasks`).
 
 What it depends on can be replaced, so that these rules are tested in milliseconds: the
 transport (any ``httpx.BaseTransport``, ``httpx.MockTransport`` included), the clock that
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..engine import DeliveryControl, DropReason, Item
+from ..engine.receipts import DELIVERED
 from ..engine.turn import turn
 from ..event import uuid4_strings
 from .exchange import Exchange
@@ -37,27 +39,33 @@ if TYPE_CHECKING:
 __all__ = ["Circuit", "Sender", "backoff", "cut", "encode_all", "full_jitter"]
 
 
-def cut(datas: Sequence[bytes], limits: Limits, overhead: int) -> Iterator[list[bytes]]:
+def cut(datas: Sequence[bytes], limits: Limits, overhead: int) -> Iterator[range]:
     """`datas` (encoded items of one route) in requests of at most ``limits.max_events``
-    items and ``limits.max_bytes`` bytes, counting `overhead` bytes for the envelope."""
-    chunk: list[bytes] = []
+    items and ``limits.max_bytes`` bytes, counting `overhead` bytes for the envelope: the
+    index range of each request."""
+    start = 0
     size = overhead
-    for data in datas:
-        if chunk and (len(chunk) >= limits.max_events or size + len(data) + 1 > limits.max_bytes):
-            yield chunk
-            chunk, size = [], overhead
-        chunk.append(data)
+    for index, data in enumerate(datas):
+        if index > start and (
+            index - start >= limits.max_events or size + len(data) + 1 > limits.max_bytes
+        ):
+            yield range(start, index)
+            start, size = index, overhead
         size += len(data) + 1
-    if chunk:
-        yield chunk
+    if start < len(datas):
+        yield range(start, len(datas))
+
+
+#: One route's encoded items: its limits, the items' bytes and, in the same order, their ids.
+Group = tuple[Limits, list[bytes], list[str]]
 
 
 def encode_all(
     provider: HttpProvider, items: Sequence[Item], control: DeliveryControl
-) -> dict[str, tuple[Limits, list[bytes]]]:
+) -> dict[str, Group]:
     """`items` encoded and grouped by route, in order, with each route's limits. Items the
     mapping skips, cannot encode or makes too large are counted as dropped and logged."""
-    groups: dict[str, tuple[Limits, list[bytes]]] = {}
+    groups: dict[str, Group] = {}
     name = provider.name
     for number, item in enumerate(items, 1):
         if not number % 64:
@@ -66,20 +74,20 @@ def encode_all(
             wire = provider.encode(item)
             data = dumps(wire.payload)
         except SkipItem as skip:
-            control.dropped(skip.reason, 1)
+            _drop_one(control, item, skip.reason)
             warn(provider, skip.reason, "%s dropped an item: %s", name, str(skip))
             continue
         except Exception as exc:
-            control.dropped(DropReason.PROVIDER_ERROR, 1)
+            _drop_one(control, item, DropReason.PROVIDER_ERROR)
             kind = type(exc).__name__
             warn(provider, "encode", "%s could not encode an item (%s); dropped", name, kind)
             continue
         group = groups.get(wire.route)
         if group is None:  # limits() is asked once per route and batch
-            group = groups[wire.route] = (provider.limits(wire.route), [])
+            group = groups[wire.route] = (provider.limits(wire.route), [], [])
         limit = group[0].max_item_bytes
         if len(data) > limit:
-            control.dropped(DropReason.TOO_LARGE, 1)
+            _drop_one(control, item, DropReason.TOO_LARGE)
             warn(
                 provider,
                 DropReason.TOO_LARGE,
@@ -90,7 +98,13 @@ def encode_all(
             )
             continue
         group[1].append(data)
+        group[2].append(item.event_id)
     return groups
+
+
+def _drop_one(control: DeliveryControl, item: Item, reason: str) -> None:
+    control.dropped(reason, 1)
+    control.settled((item.event_id,), reason)
 
 
 @dataclasses.dataclass(order=True)
@@ -100,6 +114,7 @@ class _Request:
     due: float
     route: str = dataclasses.field(compare=False)
     items: list[bytes] = dataclasses.field(compare=False)
+    ids: list[str] = dataclasses.field(compare=False)  # the items' event ids, in order
     batch_id: str = dataclasses.field(compare=False)
     started: float = dataclasses.field(compare=False)
     attempt: int = dataclasses.field(default=0, compare=False)
@@ -188,10 +203,11 @@ class Sender:
         with self.masks.active():
             with turn():  # the CPU part: one library thread at a time (engine/turn.py)
                 groups = encode_all(provider, items, control)
-            for route, (limits, datas) in groups.items():
+            for route, (limits, datas, ids) in groups.items():
                 overhead = len(provider.build_request(route, [], uuid4_strings(1)[0]).body) + 64
-                for chunk in cut(datas, limits, overhead):
-                    self._attempt(_Request(now, route, chunk, uuid4_strings(1)[0], now), control)
+                for part in cut(datas, limits, overhead):
+                    chunk, chunk_ids = datas[part.start : part.stop], ids[part.start : part.stop]
+                    self._attempt(_request(now, route, chunk, chunk_ids), control)
         self.resume(control)
 
     def resume(self, control: DeliveryControl, *, wait: bool = False) -> None:
@@ -232,18 +248,16 @@ class Sender:
         except Exception as exc:
             control.failed(f"{type(exc).__name__} raised by the provider")
             reason, why = DropReason.PROVIDER_ERROR, f"{type(exc).__name__} raised"
-            _give_up(self.provider, control, request.items, reason, why)
+            _give_up(self.provider, control, request.ids, reason, why)
 
     def _try(self, request: _Request, control: DeliveryControl) -> None:
         if control.stopped:  # a 410 earlier: send no more
-            control.dropped(DropReason.PROVIDER_STOPPED, len(request.items))
+            _report(control, request.ids, DropReason.PROVIDER_STOPPED)
             return
         settings = control.settings
         left = control.time_left()
         if left is not None and left <= 0:
-            _give_up(
-                self.provider, control, request.items, DropReason.SHUTDOWN, "the budget ran out"
-            )
+            _give_up(self.provider, control, request.ids, DropReason.SHUTDOWN, "the budget ran out")
             return
         paced = self.circuit.wait()
         if paced > 0 and left is None:  # a shutdown probes at once, within its budget
@@ -260,13 +274,18 @@ class Sender:
         # after a partial rejection does not (the destination answered).
         transient = outcome.kind == "retry" and not outcome.rejected
         self.circuit.record(transient, settings.circuit_threshold, settings.circuit_probe_interval)
-        again, halves = _settle(self.provider, outcome, request.items, control)
+        again, halves = _settle(self.provider, outcome, request.ids, control)
         now = self._clock()
         for half in halves:  # 413: each half is a request of its own, sent now, in order
-            self._attempt(_Request(now, request.route, half, uuid4_strings(1)[0], now), control)
+            items = [request.items[i] for i in half]
+            ids = [request.ids[i] for i in half]
+            self._attempt(_request(now, request.route, items, ids), control)
         if not again:
             return
-        request.items = again
+        if len(again) < len(request.items):
+            request.items = [request.items[i] for i in again]
+            request.ids = [request.ids[i] for i in again]
+        again_ids = request.ids
         # The backoff grows with the destination's failures in a row, not with this request's
         # attempts: a destination that fails now and then (its other requests succeed) is
         # tried again soon; one that keeps failing is waited on longer each time.
@@ -276,32 +295,48 @@ class Sender:
         if left is not None and delay > left:
             if outcome.retry_after is not None:  # the destination asked for more than is left
                 why = f"{outcome.reason}; it asked for {delay:g}s, the shutdown budget has less"
-                _give_up(self.provider, control, again, DropReason.SHUTDOWN, why)
+                _give_up(self.provider, control, again_ids, DropReason.SHUTDOWN, why)
                 return
             delay = left / 2  # a backoff of ours: try again within the shutdown's budget
         elapsed = now - request.started
         if request.attempt >= settings.max_attempts or elapsed + delay > settings.max_retry_time:
             why = f"{outcome.reason} after {request.attempt} attempts in {elapsed:.1f}s"
-            _give_up(self.provider, control, again, DropReason.RETRIES_EXHAUSTED, why)
+            _give_up(self.provider, control, again_ids, DropReason.RETRIES_EXHAUSTED, why)
             return
-        control.retried(len(again))
+        control.retried(len(again_ids))
         if outcome.retry_after is not None:
             self.circuit.pause(now + delay)  # the destination asked: nothing before then
         self._hold(request, now + delay)
 
 
+def _request(now: float, route: str, items: list[bytes], ids: list[str]) -> _Request:
+    return _Request(now, route, items, ids, uuid4_strings(1)[0], now)
+
+
+def _report(control: DeliveryControl, ids: Sequence[str], reason: str | None) -> None:
+    """Count the items with these `ids` delivered (`reason` None) or dropped for `reason`,
+    and tell the receipts waiting on them."""
+    if not ids:
+        return
+    if reason is None:
+        control.delivered(len(ids))
+    else:
+        control.dropped(reason, len(ids))
+    control.settled(ids, DELIVERED if reason is None else reason)
+
+
 def _settle(
     provider: HttpProvider,
     outcome: Outcome,
-    batch: list[bytes],
+    ids: list[str],
     control: DeliveryControl,
-) -> tuple[list[bytes], list[list[bytes]]]:
-    """Count what `outcome` settles of `batch`; returns what to send again (a retry) and
-    the halves to send on their own (413)."""
-    count = len(batch)
-    rejected = {i for i in outcome.rejected if 0 <= i < count}
+) -> tuple[list[int], list[list[int]]]:
+    """Count what `outcome` settles of a request's items (their `ids`); returns the indices
+    to send again (a retry) and the halves to send on their own (413)."""
+    count = len(ids)
+    rejected = sorted({i for i in outcome.rejected if 0 <= i < count})
     if rejected:
-        control.dropped(DropReason.REJECTED, len(rejected))
+        _report(control, [ids[i] for i in rejected], DropReason.REJECTED)
         warn(
             provider,
             DropReason.REJECTED,
@@ -311,49 +346,48 @@ def _settle(
             count,
             outcome.reason,
         )
-    kept = [i for i in range(count) if i not in rejected] if rejected else range(count)
+    dropped = set(rejected)
+    kept = [i for i in range(count) if i not in dropped]
     kind = outcome.kind
     if kind == "delivered":
-        control.delivered(len(kept))
+        _report(control, [ids[i] for i in kept], None)
     elif kind == "reject":
-        _give_up(provider, control, [batch[i] for i in kept], DropReason.REJECTED, outcome.reason)
+        _give_up(provider, control, [ids[i] for i in kept], DropReason.REJECTED, outcome.reason)
     elif kind == "gone":
-        control.dropped(DropReason.PROVIDER_STOPPED, len(kept))
+        _report(control, [ids[i] for i in kept], DropReason.PROVIDER_STOPPED)
         control.stop_provider(f"the destination answered {outcome.reason}")
     elif kind == "split":  # the halves of what was not rejected, each sent on its own
-        rest = [batch[i] for i in kept] if rejected else batch
-        if len(rest) == 1:
-            _give_up(provider, control, rest, DropReason.TOO_LARGE, outcome.reason)
-        elif rest:
-            return [], [rest[: len(rest) // 2], rest[len(rest) // 2 :]]
+        if len(kept) == 1:
+            _give_up(provider, control, [ids[kept[0]]], DropReason.TOO_LARGE, outcome.reason)
+        elif kept:
+            return [], [kept[: len(kept) // 2], kept[len(kept) // 2 :]]
     else:  # retry
         control.failed()
-        again: Sequence[int] = kept
+        again = kept
         if outcome.retry_only is not None:
             again = sorted(set(outcome.retry_only).intersection(kept))
-            control.delivered(len(kept) - len(again))
-        if len(again) == count:
-            return batch, []
-        return [batch[i] for i in again], []
+            resend = set(again)
+            _report(control, [ids[i] for i in kept if i not in resend], None)
+        return again, []
     return [], []
 
 
 def _give_up(
     provider: HttpProvider,
     control: DeliveryControl,
-    batch: Sequence[bytes],
+    ids: Sequence[str],
     reason: str,
     why: str,
 ) -> None:
-    if not batch:
+    if not ids:
         return
-    control.dropped(reason, len(batch))
+    _report(control, ids, reason)
     warn(
         provider,
         reason,
         "%s dropped %d items (%s): %s",
         provider.name,
-        len(batch),
+        len(ids),
         reason,
         why,
     )
