@@ -52,10 +52,25 @@ def runtime() -> Runtime:
 
 def _first_submit(item: object) -> bool:
     """The first call builds the runtime (nothing is made at import), then `track()` and
-    `identify()` call the engine's intake directly. False when the intake was full."""
+    `identify()` call the engine's intake directly (or, with ``TRACKING_SYNC``, send and wait).
+    False when the intake was full."""
     global _submit
-    _submit = runtime().engine.submit
+    engine = runtime().engine
+    _submit = _sync_submit if engine.settings.sync else engine.submit
     return _submit(item)
+
+
+def _sync_submit(item: object) -> bool:
+    """``TRACKING_SYNC``: queue `item`, then wait (at most ``TRACKING_SYNC_TIMEOUT``) until it
+    and everything before it was delivered or dropped. Not on the engine's own threads (a
+    provider calling `track()` would wait for itself)."""
+    import threading
+
+    engine = runtime().engine
+    accepted = engine.submit(item)
+    if accepted and not threading.current_thread().name.startswith("tracking-"):
+        engine.flush(engine.settings.sync_timeout)
+    return accepted
 
 
 _submit: Callable[[object], bool] = _first_submit

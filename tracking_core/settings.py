@@ -287,6 +287,11 @@ class EngineSettings:
     """TRACKING_DEBUG: log each request sent."""
     handle_signals: bool = True
     """TRACKING_HANDLE_SIGNALS: flush on an ordinary SIGTERM (see tracking_core.process)."""
+    sync: bool = False
+    """TRACKING_SYNC: each `track()`/`identify()` call returns only once what it sent was
+    delivered or dropped (or `sync_timeout` passed): for code frozen between calls."""
+    sync_timeout: float = 5.0
+    """TRACKING_SYNC_TIMEOUT: the most one call waits in sync mode, in seconds."""
 
     @classmethod
     def from_environ(

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from . import api
 from .api import flush_tracking, register_tracking_provider
 from .event import TrackingEvent, json_safe
 from .fakes import FakeDestination, Refused, Rejection, VendorFake
@@ -66,6 +67,7 @@ def reset_tracking(*, discover: bool = False, timeout: float = 5.0) -> None:
     nothing. Each removed provider gets up to `timeout` seconds to finish what it holds.
     """
     runtime().engine.reset(discover=discover, timeout=timeout)
+    api._submit = api._first_submit  # the next call reads TRACKING_SYNC again
 
 
 def configure_tracking(
