@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from .lane import Lane
 from .markers import BadInput, Flush, Submitted, Sync
 from .receipts import WATCH
 from .records import Record, build, build_item
-from .turn import renew, turn
+from .turn import Pacer, renew, turn
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -183,6 +182,7 @@ class Dispatcher:
             # The whole intake is handed out in one turn (engine/turn.py), chunk by chunk: the
             # lanes then see a burst at once and batch it up to what each destination takes,
             # instead of encoding it as it trickles in.
+            pace = Pacer()
             with turn():
                 while True:
                     try:
@@ -200,7 +200,7 @@ class Dispatcher:
                     # More waits: let the application's threads have the GIL between chunks,
                     # so a burst never holds a caller's track() (or an asyncio loop) for a
                     # switch interval (5 ms) at a time.
-                    time.sleep(0)
+                    pace()
                     chunk = []
 
 

@@ -9,7 +9,9 @@ loop's, a request handler's) could wait several intervals in a row, more with mo
 So the library's CPU work (building records, encoding batches) takes *the turn* first: a lock
 that the others wait for asleep, without asking for the GIL. The application then competes with
 one library thread at a time, however many providers are enabled, and that thread lets go of
-the GIL often (every chunk, every 64 encoded items). Waiting on the network never holds the
+the GIL every `SLICE` of its work (`Pacer`): often enough that a loop's tick is not kept waiting
+for a switch interval, not so often that a busy application (which keeps the GIL for a whole
+switch interval each time it gets it) starves the library. Waiting on the network never holds the
 turn: a slow destination does not keep the others from encoding.
 
 The lock is made when the dispatcher starts in a process (`renew`), from the `threading` module
@@ -20,8 +22,12 @@ threads while it holds the turn.
 from __future__ import annotations
 
 import threading
+import time
 
-__all__ = ["renew", "turn"]
+__all__ = ["SLICE", "Pacer", "renew", "turn"]
+
+#: Seconds of the library's work between two hand-overs of the GIL (`Pacer`).
+SLICE = 0.002
 
 _lock = threading.Lock()
 
@@ -36,3 +42,18 @@ def renew() -> None:
     thread of the parent would never be released there)."""
     global _lock
     _lock = threading.Lock()
+
+
+class Pacer:
+    """Lets go of the GIL (``time.sleep(0)``) when called, at most once per `SLICE` seconds:
+    call it often (every chunk, every few items) from a loop of the library's own work."""
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until = time.monotonic() + SLICE
+
+    def __call__(self) -> None:
+        if time.monotonic() >= self._until:
+            time.sleep(0)
+            self._until = time.monotonic() + SLICE

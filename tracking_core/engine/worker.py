@@ -20,7 +20,7 @@ from .plain import PlainDelivery
 from .receipts import DELIVERED, UNCERTAIN, WATCH
 from .records import Record, materialize, record_id
 from .stats import DropReason
-from .turn import turn
+from .turn import Pacer, turn
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -146,6 +146,7 @@ def _run(lane: Lane) -> None:
     # A delivery that may hold requests for a later attempt (a `tracking_core.http.Sender`):
     # fresh batches go on while held ones wait for their backoff, up to its bound.
     holds = callable(getattr(delivery, "submit", None))
+    pace = Pacer()
     while True:
         trigger, limit = _limits(lane)
         interval = lane.settings.flush_interval if waits else 0.0
@@ -170,7 +171,7 @@ def _run(lane: Lane) -> None:
             counters.in_flight = delivery.held()
         if lane._spent_deadline is not None:
             _lift_spent_deadline(lane)
-        time.sleep(0)  # let the application's threads run between batches (the GIL)
+        pace()  # let the application's threads run between batches (the GIL)
 
 
 def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: bool) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..engine import DeliveryControl, DropReason, Item
 from ..engine.receipts import DELIVERED
-from ..engine.turn import turn
+from ..engine.turn import Pacer, turn
 from ..event import uuid4_strings
 from .exchange import Exchange
 from .masking import SecretMasks, warn
@@ -67,9 +67,10 @@ def encode_all(
     mapping skips, cannot encode or makes too large are counted as dropped and logged."""
     groups: dict[str, Group] = {}
     name = provider.name
+    pace = Pacer()
     for number, item in enumerate(items, 1):
-        if not number % 64:
-            time.sleep(0)  # a large batch: let the application's threads have the GIL
+        if not number % 16:
+            pace()  # a large batch: let the application's threads have the GIL
         try:
             wire = provider.encode(item)
             data = dumps(wire.payload)
