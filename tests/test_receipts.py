@@ -173,7 +173,9 @@ class CountsOnly:
     def batch_limit(self) -> int:
         return 10
 
-    def deliver_batch(self, items: Sequence[tc.TrackingEvent], control: DeliveryControl) -> None:
+    def deliver_batch(
+        self, items: Sequence[tc.TrackingEvent | tc.TrackingIdentify], control: DeliveryControl
+    ) -> None:
         if self.fail_second and len(items) > 1:
             control.delivered(len(items) - 1)
             control.dropped("rejected", 1)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from .discovery import PluginReport
     from .engine import BatchingProvider, ProviderStats
+    from .engine.markers import Submitted
     from .engine.receipts import DeliveryReceipt
     from .event import TrackingEvent, TrackingIdentify
     from .http import HttpProvider
@@ -206,24 +207,36 @@ def submit_event(item: TrackingEvent | TrackingIdentify) -> DeliveryReceipt:
     Args:
         item: a `TrackingEvent` or `TrackingIdentify`.
     """
-    from .engine.markers import Submitted
-    from .engine.receipts import DeliveryReceipt
-    from .event import TrackingEvent, TrackingIdentify
-
-    receipt = DeliveryReceipt(str(getattr(item, "event_id", "")))
+    submitted, receipt_type, kinds = _submit_types or _load_submit_types()
+    receipt = receipt_type(str(getattr(item, "event_id", "")))
     try:
         engine = runtime().engine
-        if not isinstance(item, (TrackingEvent, TrackingIdentify)) or not receipt.event_id:
+        if not isinstance(item, kinds) or not receipt.event_id:
             _bad(
                 f"submit_event() takes a TrackingEvent or TrackingIdentify, got {_type_name(item)}"
             )
             _settle_now(receipt, engine.names(), "bad_input")
-        elif not _submit(Submitted(item, receipt)):
+        elif not _submit(submitted(item, receipt)):
             _settle_now(receipt, engine.names(), "queue_full")
     except Exception as exc:
         _bad(f"submit_event() could not accept the item ({type(exc).__name__})")
         _settle_now(receipt, (), "bad_input")
     return receipt
+
+
+_SubmitTypes = tuple["type[Submitted]", "type[DeliveryReceipt]", tuple[type, ...]]
+_submit_types: _SubmitTypes | None = None
+
+
+def _load_submit_types() -> _SubmitTypes:
+    """What `submit_event` needs, imported once (not at `import tracking_core`)."""
+    global _submit_types
+    from .engine.markers import Submitted
+    from .engine.receipts import DeliveryReceipt
+    from .event import TrackingEvent, TrackingIdentify
+
+    _submit_types = (Submitted, DeliveryReceipt, (TrackingEvent, TrackingIdentify))
+    return _submit_types
 
 
 def _settle_now(receipt: DeliveryReceipt, providers: Sequence[str], outcome: str) -> None:

@@ -37,13 +37,14 @@ class DeliveryReceipt:
         event_id: the item's id, as every provider sent it.
     """
 
-    __slots__ = ("_callbacks", "_done", "_expected", "_lock", "_outcomes", "event_id")
+    __slots__ = ("_callbacks", "_done", "_event", "_expected", "_lock", "_outcomes", "event_id")
 
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
         self._expected: set[str] = set()
         self._outcomes: dict[str, str] = {}
-        self._done = threading.Event()
+        self._done = False
+        self._event: threading.Event | None = None  # made by the first `wait` (costly to make)
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[DeliveryReceipt], None]] = []
 
@@ -53,11 +54,17 @@ class DeliveryReceipt:
 
     def done(self) -> bool:
         """True once every provider the item went to has settled it."""
-        return self._done.is_set()
+        return self._done
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until `done` (at most `timeout` seconds); returns `done()`."""
-        return self._done.wait(timeout)
+        with self._lock:
+            if self._done:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     @property
     def outcomes(self) -> Mapping[str, str]:
@@ -77,7 +84,7 @@ class DeliveryReceipt:
         """Call `callback(receipt)` once when done: on the engine thread that settled the
         last provider, or at once when already done. What it raises is logged, not raised."""
         with self._lock:
-            if not self._done.is_set():
+            if not self._done:
                 self._callbacks.append(callback)
                 return
         _call(callback, self)
@@ -107,9 +114,11 @@ class DeliveryReceipt:
 
     def _finish_if_settled(self) -> bool:
         with self._lock:
-            if self._done.is_set() or len(self._outcomes) < len(self._expected):
+            if self._done or len(self._outcomes) < len(self._expected):
                 return False
-            self._done.set()
+            self._done = True
+            if self._event is not None:
+                self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             _call(callback, self)
