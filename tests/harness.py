@@ -21,10 +21,12 @@ import contextlib
 import dataclasses
 import functools
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 import tracking_core as tc
 from tracking_core.discovery import discover, installed_fakes
 from tracking_core.fakes import FakeDestination, VendorFake
-from tracking_core.receivers import LoopbackReceiver
+from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply, Responder
 from tracking_core.testing import FAST_DELIVERY
 
 __all__ = [
@@ -391,3 +393,24 @@ def assert_exactly_once(result: Tally, allowed_drops: Collection[str] = ()) -> T
         assert stats.queued == 0, (name, stats)
     assert result.lost == 0, f"{name}: {result.lost} events lost: {result.summary()}"
     return result
+
+
+class FailingAtRandom:
+    """A responder: `fake`'s answers, but 503 (the request not looked at) for `rate` of the
+    requests, chosen at random; it counts both."""
+
+    def __init__(self, fake: Responder, rate: float = 0.3, seed: int = 13) -> None:
+        self._fake, self._rate, self._chance = fake, rate, random.Random(seed)
+        self._lock = threading.Lock()
+        self.requests = self.failed = 0
+
+    def __call__(self, request: ReceivedRequest) -> Reply:
+        with self._lock:
+            self.requests += 1
+            fail = self._chance.random() < self._rate
+            self.failed += fail
+        return Reply(503, {"error": "unavailable"}) if fail else self._fake(request)
+
+    def describe(self) -> str:
+        """What the destination did, for the report."""
+        return f"503 for {self._rate * 100:.0f} % of requests ({self.failed} of {self.requests})"

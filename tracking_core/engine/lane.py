@@ -77,10 +77,14 @@ class Lane:
         self._shutdown_deadline: float | None = None
 
     def after_fork(self) -> None:
-        """In a forked child: nothing queued, no worker, zeroed counters."""
+        """In a forked child: nothing queued, no worker, zeroed counters, and a new delivery
+        when the lane made it (a `Sender` holding the parent's retries would send them again
+        from here; a plain provider's event loop was the parent's)."""
         self.backlog = Backlog()
         self.counters = Counters()
         self._thread = None
+        if self.delivery is not self.provider:
+            self.delivery, self.takes_identify = delivery_for(self.provider)
 
     def refresh(self) -> None:
         """Make the lane's lock anew, from the threading module as it is now: under gevent or
