@@ -96,7 +96,11 @@ class Served:
 def served_fakes(names: Sequence[str] | None = None) -> Iterator[dict[str, Served]]:
     """The installed fakes (those of `names` only, in that order, when given), each served on
     127.0.0.1, keyed by provider name; stopped on exit."""
-    found = {destination.provider: Served(destination) for destination in installed_fakes(names)}
+    found = {
+        destination.provider: Served(destination)
+        for destination in installed_fakes(names)
+        if destination.fake.served  # a file destination has no server to script faults on
+    }
     missing = sorted(set(names or ()) - set(found))
     if missing:
         raise LookupError(f"no installed plugin ships a fake for {missing!r}")

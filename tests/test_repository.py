@@ -154,15 +154,17 @@ ANNOTATED = re.compile(r"`([A-Z][A-Z0-9_]*)`(?: \((?:(secret)|default `([^`]*)`)
 
 
 def declared() -> dict[str, dict[str, Facts]]:
-    """{entry point: {variable: facts}} of each built-in provider, from the declarations that
-    discovery reads (the `tracking_provider_settings` hook of the installed packages)."""
-    reports = {r.name: r for r in discover(lambda provider: None, {}) if r.name in BUILTIN}
-    assert sorted(reports) == BUILTIN
-    found = {}
-    for name, report in reports.items():
-        assert report.error is None and report.distribution == f"tracking-{name}", report
-        found[name] = {s.name: (s.required, s.secret, s.default) for s in report.settings}
-        assert found[name], f"{name} declares no variable"
+    """{package: {variable: facts}} of each built-in provider package, from the declarations
+    that discovery reads (the `tracking_provider_settings` hook of its entry points)."""
+    found: dict[str, dict[str, Facts]] = {}
+    for report in discover(lambda provider: None, {}):
+        name = (report.distribution or "").removeprefix("tracking-")
+        if name in BUILTIN:  # a package may have several entry points (segment, rudderstack)
+            assert report.error is None, report
+            variables = {s.name: (s.required, s.secret, s.default) for s in report.settings}
+            assert variables, f"{report.name} declares no variable"
+            found.setdefault(name, {}).update(variables)
+    assert sorted(found) == BUILTIN
     return found
 
 

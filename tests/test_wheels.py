@@ -1,8 +1,9 @@
 """Test what we ship: build every wheel, install them into a fresh venv, deliver for real.
 
-The venv gets the wheels of tracking-core, the four built-in providers and the example
+The venv gets the wheels of tracking-core, every built-in provider package and the example
 third-party package, with their dependencies from the package index, as a user would. The
-fakes of the four vendors run here, on 127.0.0.1.
+fakes of the four first vendors run here, on 127.0.0.1, and the shipped providers deliver to
+them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [
     ROOT,
-    *(ROOT / "providers" / name for name in BUILTIN_PROVIDERS),
+    *sorted(path.parent for path in (ROOT / "providers").glob("*/pyproject.toml")),
     ROOT / "examples" / "tracking-acme",
 ]
 
@@ -196,10 +197,25 @@ def test_the_installed_cli_lists_every_shipped_provider(shipped: Path) -> None:
     assert names == {
         "acme": "tracking-acme",
         "amplitude": "tracking-amplitude",
+        "ga4": "tracking-ga4",
+        "jsonl": "tracking-jsonl",
         "mixpanel": "tracking-mixpanel",
+        "otlp": "tracking-otlp",
         "posthog": "tracking-posthog",
+        "redis": "tracking-redis",
+        "rudderstack": "tracking-segment",
+        "segment": "tracking-segment",
         "webhook": "tracking-webhook",
     }
+    # An installed package adds its own command (tracking-redis: ``tracking relay``).
+    relay = subprocess.run(
+        [str(tracking), "relay", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert relay.returncode == 0 and "REDIS" in relay.stdout.upper(), relay.stdout + relay.stderr
 
 
 # -- what each distribution says about itself ----------------------------------------------------

@@ -8,8 +8,11 @@
   event through every enabled provider within the ``--timeout`` budget, prints each failure as
   it happens, then each provider's outcome. Exit status 0 when every provider delivered, 1 when
   any did not, 2 when none is enabled (and 2 for a bad argument, such as a timeout that is not
-  a positive number).
+  a positive number). With ``--validate``, only to vendors' validation endpoints (validation.py).
 - ``tracking demo``: the library's job end to end on loopback, no vendor account needed.
+
+Installed packages add commands through the ``tracking_core.commands`` entry-point group
+(`add_installed_commands`): tracking-redis adds ``tracking relay``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from . import api
+from . import api, validation
 from ._version import __version__
 from .discovery import PluginReport, allowed_plugins, unknown_allowed_names
 from .engine import ProviderStats
@@ -245,6 +248,8 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             "variables enable each installed package.\n"
         )
         return 2
+    if args.validate and not (names := validation.start(names, out)):  # validation.py
+        return 2
     budget: float = args.timeout
     before = api.tracking_stats()
     properties = dict(args.prop or [])
@@ -307,6 +312,8 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if interrupted:
         return 130
+    if args.validate and validation.report(out):
+        failed = True
     return 1 if failed else 0
 
 
@@ -350,13 +357,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the whole budget: seconds to wait for the answers, retries included (30)",
     )
+    validate = "only to validation endpoints (GA4 has one): nothing recorded, findings printed"
+    send.add_argument("--validate", action="store_true", help=validate)
     send.set_defaults(func=cmd_send)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on loopback")
     demo.add_argument("--events", type=int, default=250, help="events per simulated worker (250)")
     demo.add_argument("--quiet", action="store_true", help="only the final table")
     demo.set_defaults(func=cmd_demo)
+    add_installed_commands(commands)
     return parser
+
+
+def add_installed_commands(commands: Any) -> None:
+    """Each ``tracking_core.commands`` entry point names ``add(commands)``, which adds a command
+    with ``func(args, out) -> int``; one that fails is told on stderr, none replaces ours."""
+    from importlib import metadata
+
+    for entry in sorted(metadata.entry_points(group="tracking_core.commands"), key=str):
+        try:
+            if entry.name not in commands.choices:
+                entry.load()(commands)
+        except Exception as exc:
+            sys.stderr.write(f"tracking: command {entry.name!r} not added: {exc!r}\n")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -185,6 +185,10 @@ class VendorFake(RequestReader):
     identify_when: ClassVar[tuple[str, str] | None] = None
     #: The message of an error scripted by status alone (``fail_next(503)``), by status.
     status_messages: ClassVar[Mapping[int, str]] = {}
+    #: False for a destination the provider does not reach over HTTP (a file): the fake is not
+    #: its server (HTTP faults cannot be played on it, and its environment ignores the URL it
+    #: is given) and it reads back what arrived whenever its records are read.
+    served: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.requests: list[ReceivedRequest] = []

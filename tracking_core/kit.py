@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from ._log import mask, rate_limited, redact, secret_forms
 from .hookspecs import hookimpl
 from .settings import SettingsError, check_int, check_url, env_secret, env_text, secret_source
 from .settings_doc import ProviderSetting
@@ -39,6 +40,8 @@ __all__ = [
     "digits",
     "endpoint",
     "integer",
+    "log_limited",
+    "mask_secrets",
     "url",
     "var",
 ]
@@ -304,3 +307,26 @@ class ProviderPlugin(Generic[_S]):
     def __repr__(self) -> str:
         name = getattr(self.provider, "__qualname__", repr(self.provider))
         return f"ProviderPlugin({name}, {self.settings.__qualname__})"
+
+
+def log_limited(
+    level: int, key: str, message: str, *args: object, secrets: Iterable[str | None] = ()
+) -> bool:
+    """Log `message % args` on the ``tracking_core`` logger through the library's rate limiter:
+    the first line for `key` at once, then at most one a minute, the next one saying how many
+    were suppressed (so a count is never lost). Every form of each of `secrets` is masked in
+    the string arguments. Returns whether the line was logged.
+
+    For providers that are not `HttpProvider` (which has `warn`): a file, a queue, a socket.
+    Prefix `key` with the provider's name (``"acme:io"``) so providers do not silence each
+    other.
+    """
+    forms = secret_forms(secrets)
+    safe = tuple(mask(arg, forms) if isinstance(arg, str) else arg for arg in args)
+    return rate_limited.log(level, key, message, *safe)
+
+
+def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with each of `secrets` (four characters or more) replaced by ``***``, in every
+    form it may be sent or echoed in (as is, URL-encoded, Base64 in a Basic header...)."""
+    return redact(text, secrets)

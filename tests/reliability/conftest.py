@@ -43,7 +43,9 @@ from ..harness import Served, Tally, environment, served_fakes, tally
 REPORT_VARIABLE = "TRACKING_RELIABILITY_REPORT"
 
 #: Every provider whose plugin ships a fake, by name: each scenario runs against each.
-PROVIDERS: tuple[str, ...] = tuple(destination.provider for destination in installed_fakes())
+PROVIDERS: tuple[str, ...] = tuple(
+    destination.provider for destination in installed_fakes() if destination.fake.served
+)
 
 #: The name of the `RecordingProvider` that `enable_providers` registers.
 RECORDER = "recorder"
@@ -185,17 +187,17 @@ def slow_responder(fake: Responder, delay: float) -> Responder:
     return respond
 
 
-def track_burst(count: int, scenario: str, *, start: int = 0) -> float:
+def track_burst(count: int, scenario: str, *, start: int = 0, users: int = 11) -> float:
     """Call `tc.track` `count` times from this thread; return how long the calls took (s).
 
-    Events are named ``"Reliability Check"``, carry ``{"seq": n, "scenario": scenario}`` and a
-    user id every fake accepts (``user-0000n``)."""
+    Events are named ``"Reliability Check"``, carry ``{"seq": n, "scenario": scenario}`` and
+    one of `users` user ids every fake accepts (``user-0000n``)."""
     began = time.perf_counter()
     for seq in range(start, start + count):
         tc.track(
             "Reliability Check",
             {"seq": seq, "scenario": scenario},
-            user_id=f"user-{seq % 11:05d}",
+            user_id=f"user-{seq % users:05d}",
         )
     return time.perf_counter() - began
 

@@ -129,13 +129,14 @@ def fault(
 def test_server_errors_then_recovery(fault: Fault) -> None:
     recorder = fault.enable(fault.provider)
     failures = 3
-    fault.fake.fail_next(500, times=failures)
-    result = fault.burst(recorder, "http-500")
+    # 503: every provider retries it (OTLP's spec retries 429, 502, 503 and 504 only).
+    fault.fake.fail_next(503, times=failures)
+    result = fault.burst(recorder, "http-503")
     assert result.counters.failed == failures, result.stats
     assert result.counters.retried >= failures, result.stats
-    assert result.counters.last_status == 200
+    assert 200 <= (result.counters.last_status or 0) < 300  # GA4 answers 204
     fault.finish(
-        f"HTTP 500 x{failures}, then recovery",
+        f"HTTP 503 x{failures}, then recovery",
         f"{result.counters.failed} failed attempts, "
         f"{result.counters.retried} events resent with the same ids",
         result,
@@ -170,7 +171,7 @@ def test_connection_refused_then_server_returns_on_same_port(fault: Fault) -> No
 
     result = assert_exactly_once(recorded(fault.destination, recorder))
     assert result.counters.failed >= 4
-    assert result.counters.last_status == 200
+    assert 200 <= (result.counters.last_status or 0) < 300  # GA4 answers 204
     fault.finish(
         "connection refused, then the server returns on the same port",
         f"{result.counters.failed} refused attempts, then probes resumed delivery",
@@ -184,7 +185,7 @@ def test_connection_reset_then_recovery(fault: Fault) -> None:
     fault.fake.fail_next(Reply(action="reset"), times=resets)
     result = fault.burst(recorder, "reset")
     assert result.counters.failed >= resets, result.stats
-    assert result.counters.last_status == 200
+    assert 200 <= (result.counters.last_status or 0) < 300  # GA4 answers 204
     fault.finish(
         f"connection reset mid-request x{resets}, then recovery",
         f"{result.counters.failed} attempts reset",
@@ -243,12 +244,14 @@ def test_slow_server_delivers_everything_without_blocking(fault: Fault) -> None:
     fault.server.responder = slow_responder(fault.fake, SLOW_ANSWER)
     half = EVENTS // 2
 
-    first = track_burst(half, "slow")
+    # One user: a vendor that sends each user's events apart (GA4) then needs as few
+    # requests as the others, each a second long here.
+    first = track_burst(half, "slow", users=1)
     assert fault.server.wait_for(lambda requests: len(requests) >= 1, 5.0)
     # A request is in the air for a second: the caller does not notice.
-    second = track_burst(half, "slow", start=half)
+    second = track_burst(half, "slow", start=half, users=1)
     assert first < BURST_LIMIT and second < 0.5, (first, second)
-    assert tc.flush_tracking(10)
+    assert tc.flush_tracking(30)
 
     result = assert_exactly_once(recorded(fault.destination, recorder))
     assert result.counters.failed == 0 and result.counters.retried == 0, result.stats
@@ -294,7 +297,7 @@ def test_payload_too_large_splits_batches(fault: Fault) -> None:
     assert result.delivered == EVENTS
     refused = sum(1 for _, status in answered if status == 413)
     assert refused > 0
-    assert all(carried <= limit for carried, status in answered if status == 200), answered
+    assert all(carried <= limit for carried, status in answered if status < 300), answered
     fault.finish(
         f"HTTP 413 above {limit} events a request; one event too large alone",
         f"{refused} answers 413, batches halved down to <= {limit}",

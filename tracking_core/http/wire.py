@@ -7,6 +7,7 @@ gives each lane a `tracking_core.http.sender.Sender` that calls the mapping's me
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import json
 import math
@@ -14,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from ..convert import _SINK as _conversion_sink
 from ..event import TrackingEvent, TrackingIdentify, json_safe
 from .masking import warn
 
@@ -235,6 +237,30 @@ class HttpProvider(abc.ABC):
     def read_response(self, route: str, response: HttpResponse) -> Outcome:
         """What the vendor's answer means; the default reads the status code only."""
         return default_outcome(response)
+
+    def validation_request(
+        self, route: str, items: Sequence[bytes], batch_id: str
+    ) -> HttpRequest | None:
+        """The request that has the vendor check `items` without recording them, as
+        `build_request` would send them (``tracking send --validate``), or None (the default):
+        the vendor offers no validation. Override it together with `read_validation`."""
+        return None
+
+    def read_validation(self, route: str, response: HttpResponse) -> list[str]:
+        """What the vendor found in a `validation_request`, one line each (none: valid). Called
+        for 2xx answers only; other answers go through `read_response`."""
+        return []
+
+    def note_conversion(self, kind: str, message: str, *args: object) -> None:
+        """Count one value this mapping sends other than it was given (a name rewritten, a
+        value cut to the vendor's limit, a parameter left out) under `kind` in the provider's
+        `conversions` (``tracking_stats()``), and log `message` like `warn` (rate-limited per
+        kind, masked). Never put the value itself in the message: it may be personal data."""
+        sink = _conversion_sink.get()
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                sink(kind)
+        self.warn(f"conversion:{kind}", message, *args)
 
     def limits(self, route: str) -> Limits:
         """The request limits for `route`; by default the class attributes."""
