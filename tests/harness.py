@@ -266,7 +266,13 @@ class Started:
         """Send `how`, wait at most `timeout` seconds; the exit code and the seconds it took."""
         signalled = time.monotonic()
         self.process.send_signal(how)
-        code = self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"still running {timeout:.0f} s after {how.name}; its output:\n{self.output}"
+            ) from None
         return code, time.monotonic() - signalled
 
 

@@ -200,3 +200,38 @@ def test_workers_start_with_the_dispatcher_not_at_exit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux: reads /proc")
+@pytest.mark.parametrize("green", ["", "gevent"])
+def test_the_library_threads_block_the_process_signals_and_the_main_thread_does_not(
+    tmp_path: Path, green: str
+) -> None:
+    # The kernel hands a signal sent to the process to any thread that does not block it, and
+    # Python runs the handler (KeyboardInterrupt, SIGTERM's) only on the main thread, when it
+    # next runs Python code. Taken by one of tracking-core's threads while the main thread
+    # sleeps in a system call, Ctrl+C would wait for the sleep to end (seen: a script stopped
+    # with SIGINT went on sleeping). So the library's threads block those signals. Under
+    # gevent they are green threads on the main thread, whose mask must stay as it was.
+    script = """
+        import signal, threading
+        for i in range(20):
+            tc.track(f"e{i}")
+        assert tc.flush_tracking(10)
+        def blocked(native_id):
+            with open(f"/proc/self/task/{native_id}/status") as status:
+                mask = next(int(l.split()[1], 16) for l in status if l.startswith("SigBlk:"))
+            return sorted(s.name for s in (signal.SIGINT, signal.SIGTERM) if mask >> (s - 1) & 1)
+        main = threading.main_thread().native_id
+        ours = {t.native_id for t in threading.enumerate() if t.name.startswith("tracking-")}
+        print("main", blocked(main))
+        print("ours", sorted({str(blocked(n)) for n in ours - {main}}), flush=True)
+        """
+    if green:
+        script = f"from {green} import monkey; monkey.patch_all()\n" + textwrap.dedent(script)
+    result = run(script, tmp_path, delay=0.0)
+    assert result.returncode == 0, result.stderr
+    assert "main []" in result.stdout, result.stdout
+    expected = "ours []" if green else "ours [\"['SIGINT', 'SIGTERM']\"]"
+    assert expected in result.stdout, result.stdout
+    assert len(lines(tmp_path)) == 20

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._log import mask, rate_limited, redact, secret_forms
 from .hookspecs import hookimpl
-from .settings import SettingsError, check_int, check_url, env_secret, env_text, secret_source
+from .settings import (
+    SettingsError,
+    check_int,
+    check_url,
+    env_secret,
+    env_text,
+    secret_source,
+    split_url,
+)
 from .settings_doc import ProviderSetting
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ __all__ = [
     "integer",
     "log_limited",
     "mask_secrets",
+    "split_url",
     "url",
     "var",
 ]

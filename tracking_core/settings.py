@@ -10,7 +10,11 @@ import dataclasses
 import math
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
 
 __all__ = [
     "EngineSettings",
@@ -24,6 +28,7 @@ __all__ = [
     "env_text",
     "env_url",
     "secret_source",
+    "split_url",
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -139,9 +144,10 @@ def env_url(
     return default if value is None else check_url(name, value, endpoint=endpoint)
 
 
-def check_url(name: str, value: str, *, endpoint: bool = False) -> str:
-    """`value` (the text of variable `name`) checked as `env_url` checks it, and never repeated
-    in an error: a URL may carry credentials."""
+def split_url(name: str, value: str, schemes: Sequence[str] = ("http", "https")) -> SplitResult:
+    """`value` (the text of variable `name`) split into its parts, once it is a URL without
+    spaces or control characters, with a valid port and one of `schemes`; else `SettingsError`,
+    which never repeats the value: a URL may carry credentials."""
     import urllib.parse  # only when a URL is configured: keeps `import tracking_core` cheap
 
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
@@ -151,8 +157,17 @@ def check_url(name: str, value: str, *, endpoint: bool = False) -> str:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         raise SettingsError(name, "is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise SettingsError(name, "must start with http:// or https://")
+    if parts.scheme not in schemes:
+        expected = [f"{scheme}://" for scheme in schemes]
+        listed = ", ".join(expected[:-1]) + " or " + expected[-1] if len(expected) > 1 else ""
+        raise SettingsError(name, f"must start with {listed or expected[0]}")
+    return parts
+
+
+def check_url(name: str, value: str, *, endpoint: bool = False) -> str:
+    """`value` (the text of variable `name`) checked as `env_url` checks it, and never repeated
+    in an error: a URL may carry credentials."""
+    parts = split_url(name, value)
     if not parts.hostname:
         raise SettingsError(name, "has no host name")
     if parts.fragment or value.endswith("#"):

@@ -18,6 +18,7 @@ from .._log import logger, rate_limited
 from ..event import (
     uuid4_strings,
 )
+from ..process import quiet_thread
 from .lane import Lane
 from .markers import BadInput, Flush, Submitted, Sync
 from .receipts import WATCH
@@ -172,6 +173,7 @@ class Dispatcher:
     # -- the dispatcher thread --------------------------------------------------------------
 
     def _run(self) -> None:
+        quiet_thread()
         intake = self.intake
         assert intake is not None
         take = intake.get_nowait

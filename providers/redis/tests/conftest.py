@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,20 @@ BASE_ENVIRONMENT: dict[str, str | None] = {
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_binary() -> str:
+    """The path of ``redis-server``. When it is not installed the test is skipped, saying how
+    to get it, or fails when ``TRACKING_TEST_REQUIRE_REDIS`` is set (.ci/run sets it: there a
+    skip would hide a broken install)."""
+    if shutil.which("redis-server") is None:
+        how = "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)"
+        if os.environ.get("TRACKING_TEST_REQUIRE_REDIS"):
+            pytest.fail(how)
+        pytest.skip(how)
+    return str(shutil.which("redis-server"))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, redis_binary: str) -> Iterator[RedisServer]:
     """A started ``redis-server`` with AOF on (``appendfsync everysec``); killed after the
     test."""
     with RedisServer(tmp_path / "redis") as server:

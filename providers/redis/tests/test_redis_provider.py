@@ -65,7 +65,10 @@ def test_what_redis_refuses_for_good_is_dropped_as_rejected(
 
 
 def test_a_wrong_password_is_rejected_and_never_logged(
-    tracking_env: Callable[..., None], tmp_path: Any, caplog: pytest.LogCaptureFixture
+    tracking_env: Callable[..., None],
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+    redis_binary: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with RedisServer(tmp_path / "r", options={"requirepass": "TheRightPassw0rd"}) as server:

@@ -9,27 +9,15 @@ import os
 import socket
 
 from tracking_core import SettingsError
-from tracking_core.kit import ProviderSettings, integer, var
+from tracking_core.kit import ProviderSettings, integer, split_url, var
 
 __all__ = ["RedisSettings", "RelaySettings", "key", "redis_url", "seconds"]
-
-_SCHEMES = ("redis", "rediss", "unix")
 
 
 def redis_url(variable: str, text: str) -> str:
     """A Redis URL (``redis://``, ``rediss://`` for TLS, ``unix://``); never repeated in an
     error, since it may hold a password."""
-    import urllib.parse
-
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in text):
-        raise SettingsError(variable, "contains spaces or control characters")
-    try:
-        parts = urllib.parse.urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise SettingsError(variable, "is not a valid URL") from None
-    if parts.scheme not in _SCHEMES:
-        raise SettingsError(variable, "must start with redis://, rediss:// or unix://")
+    parts = split_url(variable, text, ("redis", "rediss", "unix"))
     if parts.scheme == "unix" and not parts.path:
         raise SettingsError(variable, "names no socket path (unix:///path/to/redis.sock)")
     if parts.scheme != "unix" and not parts.hostname:
