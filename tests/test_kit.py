@@ -194,8 +194,13 @@ def test_a_check_never_repeats_a_secret() -> None:
     assert "size-secret-2" not in str(info.value)
 
 
-def test_a_second_required_variable_must_be_set() -> None:
-    assert TwoRequired.from_environ({"TWO_SECOND": "s"}) is None  # the first one enables
+def test_every_required_variable_must_be_set_once_any_is() -> None:
+    assert TwoRequired.from_environ({}) is None
+    # Half a configuration is said, whichever half is missing, never a silent None.
+    with pytest.raises(SettingsError) as info:
+        TwoRequired.from_environ({"TWO_SECOND": "second-secret"})
+    assert info.value.variable == "TWO_FIRST"
+    assert "TWO_SECOND" in info.value.problem and "second-secret" not in str(info.value)
     with pytest.raises(SettingsError) as info:
         TwoRequired.from_environ({"TWO_FIRST": "f"})
     assert info.value.variable == "TWO_SECOND"

@@ -97,7 +97,7 @@ def _status(
     if given:
         return f"disabled: {', '.join(given)} set, but the package registered no provider"
     if required:
-        return "disabled: set " + " or ".join(s["name"] for s in required) + " to enable it"
+        return "disabled: set " + " and ".join(s["name"] for s in required) + " to enable it"
     return "disabled: its variables are not set"
 
 

@@ -178,8 +178,8 @@ class ProviderSettings:
 
     @classmethod
     def from_environ(cls: type[_S], environ: Mapping[str, str]) -> _S | None:
-        """The settings in `environ`, or None when the enabling (first required) variable is
-        unset: then nothing else is read.
+        """The settings in `environ`, or None when no required variable is set (the first
+        required one enables the provider).
 
         Raises:
             SettingsError: a required variable is missing, a check refused a value, or
@@ -191,6 +191,12 @@ class ProviderSettings:
             raise TypeError(f"{cls.__name__} declares no required variable to enable it")
         first = enabling[1].read(environ)
         if first is None:
+            # Another required variable set without this one: half a configuration, which
+            # must be said (a user set GA4_API_SECRET and forgot GA4_MEASUREMENT_ID), not None.
+            for _, variable in declared:
+                other = variable.required and variable is not enabling[1]
+                if other and variable.read(environ) is not None:
+                    raise SettingsError(enabling[1].name, f"is required with {variable.name}")
             return None
         values: dict[str, Any] = {enabling[0]: first[1]}
         sources = {enabling[0]: first[0]}

@@ -550,8 +550,12 @@ def run_import(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     import_code, configure_code = client.import_code(args.url)
     script = _IMPORT_SCRIPT.format(import_code=import_code, configure_code=configure_code)
     env = {**os.environ, **client.environment(args.url, "import")}
+    # The first run compiles the .pyc files (dropped), as pip does when it installs a package:
+    # with PYTHONDONTWRITEBYTECODE set (some shells and containers set it) an editable install
+    # would be compiled again on every run and the figure would be the compiler's.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     runs: list[dict[str, float]] = []
-    for attempt in range(args.import_repeat + 1):  # the first run compiles .pyc files: dropped
+    for attempt in range(args.import_repeat + 1):
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", script],
             env=env,

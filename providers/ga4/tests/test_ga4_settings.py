@@ -19,7 +19,9 @@ from tracking_core.receivers import LoopbackReceiver, ReceivedRequest, Reply
 
 def test_enabled_by_the_measurement_id_and_the_api_secret() -> None:
     assert GA4Settings.from_environ({}) is None
-    assert GA4Settings.from_environ({"GA4_API_SECRET": "s3cret-value"}) is None
+    with pytest.raises(SettingsError) as caught:  # half a configuration is said
+        GA4Settings.from_environ({"GA4_API_SECRET": "s3cret-value"})
+    assert caught.value.variable == "GA4_MEASUREMENT_ID"
     settings = GA4Settings.from_environ(
         {"GA4_MEASUREMENT_ID": " G-ABC123XYZ0 ", "GA4_API_SECRET": "s3cret-value"}
     )

@@ -32,7 +32,9 @@ def test_segment_is_enabled_by_its_write_key() -> None:
 
 
 def test_rudderstack_needs_its_write_key_and_its_data_plane() -> None:
-    assert RudderStackSettings.from_environ({"RUDDERSTACK_DATA_PLANE_URL": "https://x.io"}) is None
+    with pytest.raises(SettingsError) as caught:  # half a configuration is said
+        RudderStackSettings.from_environ({"RUDDERSTACK_DATA_PLANE_URL": "https://x.io"})
+    assert caught.value.variable == "RUDDERSTACK_WRITE_KEY"
     with pytest.raises(SettingsError) as caught:
         RudderStackSettings.from_environ({"RUDDERSTACK_WRITE_KEY": "rs-key-12345678"})
     assert caught.value.variable == "RUDDERSTACK_DATA_PLANE_URL"
