@@ -18,7 +18,7 @@ Everything here is about the process the library runs in, not about events:
     the main thread) from the first SIGTERM on, and released at the end of the exit flush,
     which it then ends as the server meant it to. A SIGTERM sent to the process from outside
     meanwhile goes to another thread of the application's, or waits for that release (the
-    library's own threads block the process's signals: `quiet_thread`).
+    library's own threads block the process's signals: `quiet`).
   * SIGINT raises KeyboardInterrupt (Python's default), which runs the exit flush.
 """
 
@@ -139,27 +139,34 @@ def import_guard() -> ImportGuard:
 _PROCESS_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 
 
-def quiet_thread() -> None:
-    """Called first on each of the library's own threads: block the process's signals there.
+def quiet(target: Callable[[], object]) -> Callable[[], None]:
+    """`target`, to run on a thread of the library's own, blocking the process's signals there.
 
     The kernel hands a signal sent to the process to any thread that does not block it, and
     Python runs its handlers (KeyboardInterrupt, a server's SIGTERM handler, ours) only on the
     main thread, when that thread next runs Python code. A signal taken by one of our threads
     while the main thread sleeps in a system call (``time.sleep(120)``, a ``select``) would
-    wait for that call to end: a Ctrl+C ignored for minutes. Blocked here, it goes to a thread
-    of the application's (the main thread, as without tracking-core). Green threads (gevent,
-    eventlet) all run on the main OS thread, whose mask is left alone."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return
+    wait for that call to end: a Ctrl+C ignored for minutes. Blocked there, it goes to a
+    thread of the application's (the main thread, as without tracking-core).
+
+    Call it on the thread that starts the new one: a green thread (gevent, eventlet) runs on
+    the OS thread that started it, whose mask must stay as it is, and that is how it is told
+    apart (the main thread's recorded id is no guide: a forked child keeps its parent's).
+    """
     import threading
 
-    if threading.get_native_id() == threading.main_thread().native_id:
-        return  # a green thread: blocking here would block the main thread
-    wanted = {getattr(signal, name) for name in _PROCESS_SIGNALS if hasattr(signal, name)}
-    try:  # noqa: SIM105 - contextlib is not loaded by `import tracking_core`
-        signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    except (OSError, ValueError):  # pragma: no cover - a platform without them
-        pass
+    starter = threading.get_native_id()
+
+    def run() -> None:
+        if threading.get_native_id() != starter and hasattr(signal, "pthread_sigmask"):
+            wanted = {getattr(signal, name) for name in _PROCESS_SIGNALS if hasattr(signal, name)}
+            try:  # noqa: SIM105 - contextlib is not loaded by `import tracking_core`
+                signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+            except (OSError, ValueError):  # pragma: no cover - a platform without them
+                pass
+        target()
+
+    return run
 
 
 if TYPE_CHECKING:
@@ -208,7 +215,9 @@ class TerminationHandler:
 
                 # On a thread of its own: this (main) thread may have been interrupted while
                 # holding a lock the flush needs. Bounded either way.
-                worker = threading.Thread(target=self._exit, name="tracking-exit", daemon=True)
+                worker = threading.Thread(
+                    target=quiet(self._shutdown), name="tracking-exit", daemon=True
+                )
                 worker.start()
                 worker.join(self._budget() + 1.0)
             signal.signal(signum, signal.SIG_DFL)
@@ -222,10 +231,6 @@ class TerminationHandler:
         if callable(previous):
             return previous(signum, frame)
         return None
-
-    def _exit(self) -> None:
-        quiet_thread()
-        self._shutdown()
 
     def release(self) -> None:
         """Unblock the signals held on this thread: one raised meanwhile is delivered now

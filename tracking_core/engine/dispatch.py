@@ -18,7 +18,7 @@ from .._log import logger, rate_limited
 from ..event import (
     uuid4_strings,
 )
-from ..process import quiet_thread
+from ..process import quiet
 from .lane import Lane
 from .markers import BadInput, Flush, Submitted, Sync
 from .receipts import WATCH
@@ -92,7 +92,9 @@ class Dispatcher:
             renew()
             if not self.discovery_done:
                 self._discovered = threading.Event()
-            thread = threading.Thread(target=self._run, name="tracking-dispatch", daemon=True)
+            thread = threading.Thread(
+                target=quiet(self._run), name="tracking-dispatch", daemon=True
+            )
             self._before_start()
             self.thread = thread
         # Started outside the lock: under gevent, starting a thread switches to it.
@@ -173,7 +175,6 @@ class Dispatcher:
     # -- the dispatcher thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        quiet_thread()
         intake = self.intake
         assert intake is not None
         take = intake.get_nowait

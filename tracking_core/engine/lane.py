@@ -7,6 +7,7 @@ at once, and any other `BatchingProvider` takes its batches itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._log import logger, rate_limited
+from ..process import quiet
 from ..settings import EngineSettings
 from .backlog import Backlog
 from .markers import Flush, Stop
@@ -146,7 +148,7 @@ class Lane:
     def _start(self) -> None:
         # The caller holds the backlog's lock.
         thread = threading.Thread(
-            target=work, args=(self,), name=f"tracking-{self.name}", daemon=True
+            target=quiet(functools.partial(work, self)), name=f"tracking-{self.name}", daemon=True
         )
         try:
             thread.start()

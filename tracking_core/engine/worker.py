@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from .._log import logger, rate_limited
 from ..event import set_conversion_sink
-from ..process import quiet_thread
 from .markers import Flush, Stop
 from .plain import PlainDelivery
 from .receipts import DELIVERED, UNCERTAIN, WATCH
@@ -111,7 +110,6 @@ def work(lane: Lane) -> None:
     """The worker thread. The loop catches whatever a provider raises; this is the net
     under the engine's own code, so that a bug there never leaves a lane without a worker
     for good."""
-    quiet_thread()
     # Conversions this provider's wire mapping could not make as given are its to count.
     set_conversion_sink(lane.counters.note_conversion)
     try:
