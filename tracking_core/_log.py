@@ -42,6 +42,15 @@ class RateLimitedLog:
         logger.log(level, message, *args)
         return True
 
+    def log_masked(
+        self, level: int, key: str, forms: Iterable[str], message: str, *args: object
+    ) -> bool:
+        """`log`, with each of `forms` (as `secret_forms` gives them) masked in every string
+        argument."""
+        forms = tuple(forms)
+        safe = tuple(mask(arg, forms) if isinstance(arg, str) else arg for arg in args)
+        return self.log(level, key, message, *safe)
+
     def reset(self) -> None:
         with self._lock:
             self._last.clear()

@@ -23,7 +23,7 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from ._log import mask, rate_limited, redact, secret_forms
+from ._log import rate_limited, redact, secret_forms
 from .hookspecs import hookimpl
 from .settings import (
     SettingsError,
@@ -336,9 +336,7 @@ def log_limited(
     Prefix `key` with the provider's name (``"acme:io"``) so providers do not silence each
     other.
     """
-    forms = secret_forms(secrets)
-    safe = tuple(mask(arg, forms) if isinstance(arg, str) else arg for arg in args)
-    return rate_limited.log(level, key, message, *safe)
+    return rate_limited.log_masked(level, key, secret_forms(secrets), message, *args)
 
 
 def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:

@@ -158,9 +158,9 @@ def split_url(name: str, value: str, schemes: Sequence[str] = ("http", "https"))
     except ValueError:
         raise SettingsError(name, "is not a valid URL") from None
     if parts.scheme not in schemes:
-        expected = [f"{scheme}://" for scheme in schemes]
-        listed = ", ".join(expected[:-1]) + " or " + expected[-1] if len(expected) > 1 else ""
-        raise SettingsError(name, f"must start with {listed or expected[0]}")
+        *others, last = [f"{scheme}://" for scheme in schemes]
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise SettingsError(name, f"must start with {listed}")
     return parts
 
 

@@ -86,9 +86,13 @@ def forms_for(provider: HttpProvider) -> tuple[str, ...]:
 def warn(provider: HttpProvider, key: str, message: str, *args: object) -> None:
     """Log a warning for `provider` through the rate limiter (one line per key a minute), its
     secrets masked in every string argument; `message` gets the prefix ``"tracking: "``."""
-    forms = forms_for(provider)
-    safe = tuple(mask(a, forms) if isinstance(a, str) else a for a in args)
-    rate_limited.log(logging.WARNING, f"{provider.name}:{key}", "tracking: " + message, *safe)
+    rate_limited.log_masked(
+        logging.WARNING,
+        f"{provider.name}:{key}",
+        forms_for(provider),
+        "tracking: " + message,
+        *args,
+    )
 
 
 class _HttpcoreMask(logging.Filter):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tracking_redis.testing import RedisServer, RelayProcess
+from tracking_redis.testing import RedisServer, RelayProcess, redis_server_binary
 
 from tracking_core.discovery import installed_fakes
 from tracking_core.fakes import VendorFake
@@ -48,12 +47,12 @@ def redis_binary() -> str:
     """The path of ``redis-server``. When it is not installed the test is skipped, saying how
     to get it, or fails when ``TRACKING_TEST_REQUIRE_REDIS`` is set (.ci/run sets it: there a
     skip would hide a broken install)."""
-    if shutil.which("redis-server") is None:
-        how = "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)"
+    try:
+        return redis_server_binary()
+    except RuntimeError as missing:
         if os.environ.get("TRACKING_TEST_REQUIRE_REDIS"):
-            pytest.fail(how)
-        pytest.skip(how)
-    return str(shutil.which("redis-server"))
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
 
 
 @pytest.fixture
