@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import importlib.metadata
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,21 @@ def test_discovery_loads_an_entry_point_naming_a_plugin_object() -> None:
 def test_installed_fakes_skips_plugins_without_one() -> None:
     assert installed_fakes(["acme"]) == []
     assert installed_fakes(["no-such-plugin"]) == []
+
+
+def test_json_object_gives_a_strict_json_object_by_the_json_safe_rule() -> None:
+    from tracking_core.kit import json_object
+
+    values: dict[Any, Any] = {
+        "plan": "pro",
+        1: float("nan"),
+        "when": _dt.date(2026, 12, 1),
+        "tags": {"b", "a"},
+    }
+    assert json_object(values) == {
+        "plan": "pro",
+        "1": None,
+        "when": "2026-12-01",
+        "tags": ["a", "b"],
+    }
+    assert json_object({}) == {}

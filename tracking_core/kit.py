@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._log import rate_limited, redact, secret_forms
+from .convert import json_safe
 from .hookspecs import hookimpl
 from .settings import (
     SettingsError,
@@ -48,6 +49,7 @@ __all__ = [
     "digits",
     "endpoint",
     "integer",
+    "json_object",
     "log_limited",
     "mask_secrets",
     "split_url",
@@ -343,3 +345,10 @@ def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
     """`text` with each of `secrets` (four characters or more) replaced by ``***``, in every
     form it may be sent or echoed in (as is, URL-encoded, Base64 in a Basic header...)."""
     return redact(text, secrets)
+
+
+def json_object(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` (an event's properties, a user's traits) as a JSON object, by `json_safe`'s
+    rule: string keys, strict-JSON values; never raises."""
+    converted = json_safe(dict(values))
+    return converted if isinstance(converted, dict) else {}

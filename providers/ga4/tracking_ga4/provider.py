@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
+from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify
 from tracking_core.event import epoch_ms, usable_id, uuid5_string
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, SkipItem, WireItem
 from tracking_core.http.wire import dumps, join_json
-from tracking_core.kit import ProviderSettings, url, var
+from tracking_core.kit import ProviderSettings, json_object, url, var
 
 DEFAULT_HOST = "https://www.google-analytics.com"
 #: GA4's limits ("Limitations" of the Measurement Protocol guide; event collection limits).
@@ -108,8 +108,7 @@ class GA4Provider(HttpProvider):
         """`values` added to `into` (after what it holds) by GA4's rules for a `what`."""
         user = what == "user property"
         reserved = RESERVED_USER_PROPERTIES if user else frozenset()  # and RESERVED_PREFIXES
-        converted = json_safe(dict(values))
-        for key, value in converted.items() if isinstance(converted, dict) else ():
+        for key, value in json_object(values).items():
             name = self._name(what, key, PROPERTY_NAME_LENGTH if user else NAME_LENGTH)
             lower = (name or "").lower()
             why = _first(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tracking_core import (
@@ -14,12 +14,11 @@ from tracking_core import (
     TrackingEvent,
     TrackingIdentify,
     __version__,
-    json_safe,
 )
 from tracking_core.event import PLACEHOLDER_IDS, usable_id, uuid4_strings
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, dumps, join_json
-from tracking_core.kit import ProviderSettings, url, var
+from tracking_core.kit import ProviderSettings, json_object, url, var
 
 __all__ = ["DEFAULT_HOST", "LIB_NAME", "PostHogProvider", "PostHogSettings"]
 
@@ -100,11 +99,6 @@ _PLACEHOLDERS = PLACEHOLDER_IDS | {
 }
 
 
-def _properties(values: Mapping[str, Any]) -> dict[str, Any]:
-    converted = json_safe(dict(values))
-    return converted if isinstance(converted, dict) else {}
-
-
 def _iso(moment: _dt.datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=_dt.timezone.utc)
@@ -149,10 +143,10 @@ class PostHogProvider(HttpProvider):
                     DropReason.REJECTED,
                     "identify() with a blank or placeholder user id (PostHog refuses it)",
                 )
-            properties: dict[str, Any] = {"$set": _properties(item.traits)}
+            properties: dict[str, Any] = {"$set": json_object(item.traits)}
         else:
             name = item.name
-            properties = _properties(item.properties)
+            properties = json_object(item.properties)
             for operation in ("$set", "$set_once"):
                 # PostHog refuses the whole request when a person operation is not an object.
                 if operation in properties and not isinstance(properties[operation], dict):

@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tracking_core import TrackingEvent, TrackingIdentify, json_safe
+from tracking_core import TrackingEvent, TrackingIdentify
+from tracking_core.kit import json_object
 
 __all__ = ["FIELD", "Item", "decode", "encode"]
 
@@ -26,11 +27,6 @@ Item = TrackingEvent | TrackingIdentify
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _object(values: Mapping[str, Any]) -> dict[str, Any]:
-    converted = json_safe(dict(values))
-    return converted if isinstance(converted, dict) else {}
-
-
 def _time(moment: _dt.datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=_dt.timezone.utc)
@@ -38,15 +34,15 @@ def _time(moment: _dt.datetime) -> str:
 
 
 def encode(item: Item) -> bytes:
-    """The JSON of `item` (properties and traits through `json_safe`)."""
+    """The JSON of `item` (properties and traits through `json_object`)."""
     payload: dict[str, Any]
     if isinstance(item, TrackingIdentify):
         payload = {"type": "identify", "id": item.event_id, "time": _time(item.timestamp)}
-        payload.update(user_id=item.user_id, traits=_object(item.traits))
+        payload.update(user_id=item.user_id, traits=json_object(item.traits))
     else:
         payload = {"type": "track", "id": item.event_id, "time": _time(item.timestamp)}
         payload.update(name=item.name, user_id=item.user_id, anonymous_id=item.anonymous_id)
-        payload["properties"] = _object(item.properties)
+        payload["properties"] = json_object(item.properties)
     return _encoder.encode(payload).encode()
 
 
