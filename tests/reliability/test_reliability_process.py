@@ -587,7 +587,10 @@ if {handler}:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 track_tagged("sigterm", {count})
 wait_until_accepted({count})
-print("ready", pending({count}), flush=True)
+# One write for the whole line: print() writes the text and the newline apart, and a log line
+# of the library's (stderr, the same pipe) can land between them.
+sys.stdout.write("ready %d\\n" % pending({count}))
+sys.stdout.flush()
 time.sleep(120)
 """
 
