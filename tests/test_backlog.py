@@ -16,7 +16,7 @@ from tests.test_http_engine import ENGINE_SETTINGS, JsonBatch
 from tracking_core.engine.backlog import Backlog
 from tracking_core.engine.markers import Flush
 from tracking_core.engine.records import Record, build, materialize
-from tracking_core.engine.turn import turn
+from tracking_core.engine.turn import away, turn
 from tracking_core.receivers import LoopbackReceiver, Reply
 from tracking_core.testing import configure_tracking, reset_tracking
 
@@ -172,6 +172,47 @@ def test_a_destination_that_never_answers_keeps_no_other_provider_waiting(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_the_turn_is_reentrant_and_free_while_its_holder_waits_away() -> None:
+    inside = threading.Event()
+    go_away = threading.Event()
+    waiting = threading.Event()
+    back = threading.Event()
+    done = threading.Event()
+
+    def holder() -> None:
+        with turn(), turn():  # re-entrant: the same thread enters again
+            inside.set()
+            go_away.wait(10)
+            with away():  # a blocking wait (a socket read): the turn is free meanwhile
+                waiting.wait(10)
+            back.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert not turn().acquire(timeout=0.05)  # held
+        go_away.set()
+        lock = turn()
+        assert lock.acquire(timeout=5)  # taken while the holder waits away
+        waiting.set()
+        time.sleep(0.05)
+        assert not back.is_set()  # the holder takes it back before it goes on
+        lock.release()
+        assert back.wait(5)
+        assert not turn().acquire(timeout=0.05)  # held again, until its outermost exit
+        done.set()
+        thread.join(5)
+        assert lock.acquire(timeout=5)
+        lock.release()
+    finally:
+        go_away.set()
+        waiting.set()
+        done.set()
+        thread.join(5)
+
+
 def test_a_forked_child_gets_a_turn_of_its_own(engine_env: Callable[..., None]) -> None:
     engine_env()
     tc.track("start the engine")  # the dispatcher (and its turn) exist in this process

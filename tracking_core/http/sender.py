@@ -201,9 +201,10 @@ class Sender:
         waiting behind a backoff. The lane calls `resume` when held requests are due."""
         provider = self.provider
         now = self._clock()
-        with self.masks.active():
-            with turn():  # the CPU part: one library thread at a time (engine/turn.py)
-                groups = encode_all(provider, items, control)
+        # All of it runs in the library's turn (engine/turn.py); the network's waits give the
+        # turn back.
+        with self.masks.active(), turn():
+            groups = encode_all(provider, items, control)
             for route, (limits, datas, ids) in groups.items():
                 overhead = len(provider.build_request(route, [], uuid4_strings(1)[0]).body) + 64
                 for part in cut(datas, limits, overhead):
@@ -245,7 +246,8 @@ class Sender:
         what the answer settles is counted, what must be tried again is held. Whatever the
         wire mapping raises drops this request's items (``provider_error``), nothing else."""
         try:
-            self._try(request, control)
+            with turn():
+                self._try(request, control)
         except Exception as exc:
             control.failed(f"{type(exc).__name__} raised by the provider")
             reason, why = DropReason.PROVIDER_ERROR, f"{type(exc).__name__} raised"

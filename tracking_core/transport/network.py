@@ -17,6 +17,7 @@ from typing import Any
 
 import httpcore
 
+from ..engine.turn import away
 from .failures import (
     _causes,
     _certificate_message,
@@ -100,7 +101,8 @@ class _Stream(httpcore.NetworkStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         wait, binding = _bounded(timeout, "reading the answer from", self._where, _ReadTimeout)
         try:
-            return self._inner.read(max_bytes, wait)
+            with away():  # the library's turn is free while this waits (engine/turn.py)
+                return self._inner.read(max_bytes, wait)
         except httpcore.ReadTimeout as exc:
             if binding:
                 raise _ReadTimeout(
@@ -113,7 +115,8 @@ class _Stream(httpcore.NetworkStream):
             piece = buffer[start : start + _WRITE_PIECE]
             wait, binding = _bounded(timeout, "sending to", self._where, _WriteTimeout)
             try:
-                self._inner.write(piece, wait)
+                with away():
+                    self._inner.write(piece, wait)
             except httpcore.WriteTimeout as exc:
                 if binding:
                     raise _WriteTimeout(_deadline_message("sending to", self._where)) from exc
@@ -137,7 +140,8 @@ class _Stream(httpcore.NetworkStream):
         doing = "in the TLS handshake with"
         wait, binding = _bounded(timeout, doing, where, _ConnectTimeout)
         try:
-            inner = self._inner.start_tls(ssl_context, server_hostname, wait)
+            with away():
+                inner = self._inner.start_tls(ssl_context, server_hostname, wait)
         except httpcore.ConnectTimeout as exc:
             if binding:
                 raise _ConnectTimeout(_deadline_message(doing, where)) from exc
@@ -178,7 +182,8 @@ class _Backend(httpcore.NetworkBackend):
         where = f"the proxy {address}" if self._proxy else address
         wait, binding = _bounded(timeout, "connecting to", where, _ConnectTimeout)
         try:
-            stream = self._inner.connect_tcp(host, port, wait, local_address, socket_options)
+            with away():  # name resolution and the TCP handshake
+                stream = self._inner.connect_tcp(host, port, wait, local_address, socket_options)
         except httpcore.ConnectTimeout as exc:
             if binding:
                 raise _ConnectTimeout(_deadline_message("connecting to", where)) from exc
@@ -207,4 +212,5 @@ class _Backend(httpcore.NetworkBackend):
         raise _ConnectError("Unix sockets are not used")
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        with away():
+            time.sleep(seconds)
