@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import gc
 import itertools
 import json
 import logging
@@ -488,6 +489,53 @@ def test_every_form_a_secret_is_sent_in_is_masked_when_echoed(
     shown = "\n".join([caplog.text, stats.last_error or "", repr(provider), *messages])
     assert "***" in (stats.last_error or "")
     assert [name for name, form in forms.items() if form in shown] == []
+
+
+def test_queued_calls_of_plain_values_leave_the_garbage_collector_nothing_to_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What track() and identify() queue: once a collection has looked at it, the collector no
+    # longer tracks it, so a queued burst does not make the full collections (pauses of every
+    # thread: a caller's track(), an asyncio loop) longer or more frequent. Nested values
+    # stay tracked: the collector must see them.
+    from tracking_core import api
+
+    queued: list[object] = []
+    monkeypatch.setattr(api, "_submit", queued.append)
+    tc.track("plain", {"plan": "pro", "amount": 42, "ratio": 0.5, "ok": True, "none": None})
+    tc.track("bare")
+    tc.identify("user-1", {"email": "a@b.c"})
+    tc.track("nested", {"tags": ["x", "y"]})
+    with tc.tracking_context(user_id="u", properties={"tenant": "acme"}):
+        tc.track("in context", {"plan": "pro"})
+    assert len(queued) == 5
+    for _ in range(4):  # one level of tuples each: the pairs, the properties, the call
+        gc.collect()
+    plain, bare, person, nested, in_context = queued
+    assert not any(gc.is_tracked(item) for item in (plain, bare, person, in_context))
+    assert gc.is_tracked(nested)
+
+
+def test_an_http_batch_makes_each_event_only_as_it_is_encoded(
+    engine_env: Callable[..., None], receiver: LoopbackReceiver
+) -> None:
+    # A batch of hundreds must not exist as hundreds of TrackingEvent objects at once: those
+    # would outlive the young collections and bring on full ones (see the test above).
+    live: list[int] = []
+
+    class Counting(JsonBatch):
+        def encode(self, item: tc.TrackingEvent | tc.TrackingIdentify) -> WireItem:
+            if isinstance(item, tc.TrackingEvent) and item.properties.get("i") == 150:
+                live.append(sum(1 for o in gc.get_objects() if type(o) is tc.TrackingEvent))
+            return super().encode(item)
+
+    engine_env(TRACKING_BATCH_SIZE="300")
+    tc.register_tracking_provider(Counting(receiver.url))
+    for i in range(300):
+        tc.track("e", {"i": i})
+    assert tc.flush_tracking(10)
+    assert len(ids_in(receiver.requests)) == 300
+    assert live and live[0] <= 3, live
 
 
 def test_a_hung_server_blocks_nothing_and_memory_stays_bounded(

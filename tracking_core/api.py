@@ -121,12 +121,17 @@ def track(
         if not name:
             _bad("event name must be a non-empty str, got an empty str")
             return
+        # The snapshot is a tuple of (key, value) pairs, taken in one C call: of plain values,
+        # the garbage collector stops tracking it (and the intake tuple holding it) the first
+        # time it looks, so a queued burst adds nothing to what its full collections walk
+        # (a dict in the tuple would keep both tracked; docs/delivery.md, "Memory").
+        props: tuple[tuple[Any, Any], ...] | None
         if properties is None:
             props = None
         elif type(properties) is dict:
-            props = properties.copy()
+            props = tuple(properties.items())
         elif isinstance(properties, Mapping):
-            props = dict(properties)
+            props = tuple(dict(properties).items())
         else:
             _bad(f"properties of {name!r:.80} must be a mapping, got {_type_name(properties)}")
             return
@@ -137,7 +142,7 @@ def track(
             if anonymous_id is None:
                 anonymous_id = ctx_anon
             if ctx_props:
-                props = {**ctx_props, **props} if props else dict(ctx_props)
+                props = tuple({**ctx_props, **dict(props)}.items() if props else ctx_props.items())
         if user_id is not None and type(user_id) is not str:
             _bad(f"user_id of {name!r:.80} must be a str or None, got {_type_name(user_id)}")
             return
@@ -181,7 +186,7 @@ def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
         if traits is None:
             snapshot = None
         elif isinstance(traits, Mapping):
-            snapshot = dict(traits)
+            snapshot = tuple(dict(traits).items())  # pairs, as track() takes them
         else:
             _bad(f"identify() traits must be a mapping, got {_type_name(traits)}")
             return

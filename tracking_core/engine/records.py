@@ -1,10 +1,10 @@
 """What waits in the engine: intake tuples, the records lanes queue, the items providers get.
 
 - An intake tuple is built on the caller's thread, as cheap as a tuple can be:
-  ``("t", name, properties dict | None, user_id, anonymous_id, time.time() float | datetime)``
-  or ``("i", user_id, traits dict | None, time.time() float)``.
-- The dispatcher turns it into a *record* (`build`), its id and UTC time fixed, its
-  properties spread into one flat tuple.
+  ``("t", name, properties | None, user_id, anonymous_id, time.time() float | datetime)`` or
+  ``("i", user_id, traits | None, time.time() float)``, the properties (traits) a tuple of
+  ``(key, value)`` pairs.
+- The dispatcher turns it into a *record* (`build`), its id and UTC time fixed.
 - A lane's worker makes the `TrackingEvent` or `TrackingIdentify` just before its provider gets
   it (`materialize`).
 """
@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..event import (
@@ -22,7 +22,7 @@ from ..event import (
     utc_from_timestamp,
 )
 
-__all__ = ["Item", "Record", "build", "build_item", "materialize", "record_id"]
+__all__ = ["Item", "ItemsView", "Record", "build", "build_item", "materialize", "record_id"]
 
 #: What a provider gets.
 Item = TrackingEvent | TrackingIdentify
@@ -35,14 +35,14 @@ _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 def build(item: tuple[Any, ...], event_id: str) -> Record:
     """The record of an intake tuple: its id and UTC time fixed, as every lane will see them.
 
-    A record is one flat tuple: ``("t", name, time, user_id, anonymous_id, event_id, key1,
-    value1, key2, value2, ...)`` or ``("i", user_id, time, event_id, key1, value1, ...)``,
-    the properties (or traits) spread into it. When they are plain values (text, numbers,
-    booleans, None), the garbage collector stops tracking such a tuple the first time it looks
-    at it: a backlog of any length then adds nothing to what its full collections walk. A
-    `TrackingEvent` (or a tuple holding the dict) per queued event would, and those collections
-    are pauses of a caller's `track()` and of an asyncio loop. The worker makes the
-    `TrackingEvent` just before its provider gets it (`materialize`).
+    A record is a tuple of tuples: ``("t", name, time, user_id, anonymous_id, event_id,
+    ((key1, value1), ...))`` or ``("i", user_id, time, event_id, ((key1, value1), ...))``, the
+    pairs left out when there are none. When the values are plain (text, numbers, booleans,
+    None), the garbage collector stops tracking such tuples once it has looked at them: a
+    backlog of any length then adds nothing to what its full collections walk. A
+    `TrackingEvent` or a dict per queued event would, and those collections are pauses of a
+    caller's `track()` and of an asyncio loop. The worker makes the `TrackingEvent` just before
+    its provider gets it (`materialize`, `ItemsView`).
     """
     if item[0] == "t":
         _, name, props, user_id, anonymous_id, ts = item
@@ -51,9 +51,7 @@ def build(item: tuple[Any, ...], event_id: str) -> Record:
     else:
         _, user_id, props, ts = item
         head = ("i", user_id, utc_from_timestamp(ts), event_id)
-    if not props:
-        return head
-    return head + tuple([part for pair in props.items() for part in pair])
+    return (*head, props) if props else head
 
 
 def build_item(item: Item) -> Record:
@@ -67,9 +65,7 @@ def build_item(item: Item) -> Record:
         head = ("i", item.user_id, normalize_timestamp(item.timestamp))
         props = item.traits
     head += (item.event_id,)
-    if not props:
-        return head
-    return head + tuple([part for pair in dict(props).items() for part in pair])
+    return (*head, tuple(dict(props).items())) if props else head
 
 
 def record_id(record: Record) -> str:
@@ -93,8 +89,38 @@ def materialize(records: Sequence[Record], read_only: bool = False) -> list[Item
     return items
 
 
+def _item(record: Record) -> Item:
+    if record[0] == "t":
+        return TrackingEvent(record[1], _pairs(record, 6), *record[2:6])
+    return TrackingIdentify(record[1], _pairs(record, 4), record[2], record[3])
+
+
+class ItemsView(Sequence[Item]):
+    """The items of `records`, each made when it is read (`materialize` makes them all at
+    once). For the library's own wire mappings, which read each item once: an item then lives
+    only while it is encoded, so a batch of a thousand never outlives the young garbage
+    collections, and the full collections (which pause every thread) stay as rare as the
+    application alone makes them."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return ItemsView(self._records[index])
+        return _item(self._records[index])
+
+    def __iter__(self) -> Iterator[Item]:
+        return map(_item, self._records)
+
+
 def _pairs(record: Record, start: int) -> Mapping[str, Any]:
-    """The properties spread into `record` from `start` on, as a new dict."""
+    """The properties (the pairs at `start` in `record`), as a new dict."""
     if len(record) <= start:
         return _EMPTY
-    return dict(zip(record[start::2], record[start + 1 :: 2], strict=True))
+    return dict(record[start])

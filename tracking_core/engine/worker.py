@@ -18,7 +18,7 @@ from ..event import set_conversion_sink
 from .markers import Flush, Stop
 from .plain import PlainDelivery
 from .receipts import DELIVERED, UNCERTAIN, WATCH
-from .records import Record, materialize, record_id
+from .records import ItemsView, Record, materialize, record_id
 from .stats import DropReason
 from .turn import Pacer, turn
 
@@ -181,16 +181,15 @@ def _deliver(lane: Lane, control: DeliveryControl, batch: list[Record], holds: b
         if lane.stopped_why is not None:
             counters.drop(DropReason.PROVIDER_STOPPED, len(batch))
             lane.settle(batch, DropReason.PROVIDER_STOPPED)
+        elif holds:  # the library's HTTP sender: each item made as it is encoded
+            lane.delivery.submit(ItemsView(batch), control)
         else:
             with turn():
                 items = materialize(batch, read_only=isinstance(lane.delivery, PlainDelivery))
-            if holds:
-                lane.delivery.submit(items, control)
-            else:
-                tally = control.tally() if WATCH.active else None
-                lane.delivery.deliver_batch(items, control)
-                if tally is not None:
-                    _settle_from_counts(lane, batch, control, tally)
+            tally = control.tally() if WATCH.active else None
+            lane.delivery.deliver_batch(items, control)
+            if tally is not None:
+                _settle_from_counts(lane, batch, control, tally)
     except BaseException as exc:
         # A bug in a provider's wire mapping must not kill the worker. What the provider
         # already reported for this batch stands; the rest is dropped.
