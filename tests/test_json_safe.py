@@ -550,3 +550,55 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [leaf for item in value.values() for leaf in _leaves(item)]
     return [value]
+
+
+# -- the optional orjson extra: the same bytes --------------------------------------------------
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()  # lone surrogates included
+    | st.sampled_from(
+        [
+            dt.datetime(2026, 1, 2, 3, 4, 5, 678),  # naive: json_safe takes it as UTC
+            dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            dt.date(2026, 1, 2),
+            uuid.UUID(int=7),
+            Color.RED,
+            Color.BLUE,
+            decimal.Decimal("1.50"),
+            b"bytes",
+            Point(1, 2),
+        ]
+    )
+)
+_keys = st.text() | st.integers(min_value=-5, max_value=5)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_the_orjson_extra_sends_the_bytes_the_standard_library_would(value: Any) -> None:
+    from tracking_core.http import wire
+
+    assert wire._fast is not None, "the test extra installs orjson"
+    assert wire.dumps(value) == wire._dumps_stdlib(value)
+
+
+def test_without_the_orjson_extra_the_standard_library_encodes() -> None:
+    script = (
+        "import sys; sys.modules['orjson'] = None\n"  # as if it were not installed
+        "from tracking_core.http import wire\n"
+        "assert wire._fast is None\n"
+        "print(wire.dumps({'a': [1, 2.5, None, float('nan')], 'b': 'x'}).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == '{"a":[1,2.5,null,null],"b":"x"}'

@@ -1,8 +1,10 @@
 """Runner: tracking-core, with its built-in providers enabled through the environment.
 
 ``--providers 1``: PostHog only. ``--providers 4``: PostHog, Mixpanel, Amplitude and the webhook,
-every one pointed at the receiver. Everything else is tracking-core's defaults (batch size 50,
-queue bound 100,000, shutdown budget 5 s, ...), unless ``--shutdown-budget`` is given.
+every one pointed at the receiver. ``--json orjson``: with the ``orjson`` extra; by default the
+runner hides orjson (as a plain ``pip install tracking-core`` has none). Everything else is
+tracking-core's defaults (batch size 50, queue bound 100,000, shutdown budget 5 s, ...), unless
+``--shutdown-budget`` is given.
 
     python benchmarks/peers/run_tracking_core.py --mode caller --url http://127.0.0.1:PORT
 """
@@ -10,6 +12,7 @@ queue bound 100,000, shutdown budget 5 s, ...), unless ``--shutdown-budget`` is 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from common import TRACKING_CORE_DISTRIBUTIONS, Client, Setup, main
@@ -30,6 +33,13 @@ class TrackingCore(Client):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--providers", type=int, choices=(1, 4), default=1)
         parser.add_argument(
+            "--json",
+            choices=("stdlib", "orjson"),
+            default="stdlib",
+            help="stdlib: as installed without the orjson extra (orjson hidden, if present); "
+            "orjson: with the extra (it must be installed)",
+        )
+        parser.add_argument(
             "--shutdown-budget",
             type=float,
             default=None,
@@ -37,6 +47,10 @@ class TrackingCore(Client):
         )
 
     def configure(self, args: argparse.Namespace) -> None:
+        if args.json == "stdlib":
+            sys.modules["orjson"] = None  # type: ignore[assignment]  # as if not installed
+        else:
+            import orjson  # noqa: F401  # the extra must be there to be measured
         self.providers = _ONE if args.providers == 1 else _FOUR
         self.vendors = self.providers
         self.shutdown_budget = args.shutdown_budget
@@ -44,7 +58,7 @@ class TrackingCore(Client):
             "tracking-core, 1 provider (PostHog)"
             if args.providers == 1
             else "tracking-core, 4 providers"
-        )
+        ) + (", orjson extra" if args.json == "orjson" else "")
 
     def environment(self, url: str, mode: str) -> dict[str, str]:
         env = {
