@@ -66,8 +66,8 @@ def dumps(value: Any) -> bytes:
     if _fast is not None:
         try:
             return _fast(value, option=_FAST_OPTIONS)
-        except Exception:  # noqa: S110 - the standard library's path decides what to send
-            pass
+        except Exception:
+            pass  # the standard library's path decides what to send
     return _dumps_stdlib(value)
 
 
