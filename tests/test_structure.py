@@ -15,19 +15,21 @@ CORE = ROOT / "tracking_core"
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 200
 
-#: Package code (provider module + __init__) and vendor fake, at most: 70 % and 60 % of what
-#: each was when issue #11 measured them.
+#: Package code (__init__, settings and provider modules) and vendor fake, at most: 70 % and
+#: 60 % of what each was when issue #11 measured them, plus what splitting the settings into a
+#: module of their own cost (issue #12, so that discovery does not import the wire mapping):
+#: a docstring, imports and re-exports, 20 to 40 lines.
 PROVIDER_LIMITS = {
-    "posthog": (228, 213),
-    "mixpanel": (342, 281),
-    "amplitude": (245, 174),
-    "webhook": (309, 262),
+    "posthog": (240, 213),
+    "mixpanel": (385, 281),
+    "amplitude": (270, 174),
+    "webhook": (345, 262),
     # Issue #15's packages, written with the kit: about 150 lines of code each (GA4's holds its
     # reserved-name tables), and their fakes.
-    "ga4": (180, 180),
-    "segment": (150, 150),
-    "otlp": (183, 228),  # eight variables: its own two, then the OTel exporter spec's six
-    "jsonl": (154, 175),
+    "ga4": (205, 180),
+    "segment": (175, 150),
+    "otlp": (210, 228),  # eight variables: its own two, then the OTel exporter spec's six
+    "jsonl": (180, 175),
 }
 
 
@@ -47,7 +49,7 @@ def test_core_modules_and_classes_stay_small(path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(PROVIDER_LIMITS))
 def test_a_provider_package_is_its_wire_mapping(name: str) -> None:
     package = ROOT / "providers" / name / f"tracking_{name}"
-    code = _lines(package / "__init__.py") + _lines(package / "provider.py")
+    code = sum(_lines(package / f"{module}.py") for module in ("__init__", "settings", "provider"))
     code_limit, fake_limit = PROVIDER_LIMITS[name]
     assert code <= code_limit, f"{name}: {code} lines of package code"
     assert _lines(package / "fake.py") <= fake_limit

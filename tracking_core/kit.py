@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from ._log import rate_limited, redact, secret_forms
 from .convert import json_safe
@@ -50,6 +50,7 @@ __all__ = [
     "endpoint",
     "integer",
     "json_object",
+    "lazy_attributes",
     "log_limited",
     "mask_secrets",
     "split_url",
@@ -276,27 +277,68 @@ def digits(variable: str, text: str) -> str:
 # -- registration --------------------------------------------------------------------------
 
 
+def _named(spec: str) -> object:
+    """What ``"module:name"`` names (the module imported)."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module.strip()), name.strip())
+
+
+def lazy_attributes(package: str, module: str, *names: str) -> Callable[[str], object]:
+    """A provider package's module ``__getattr__``: `names` read from `package` come from its
+    `module` (``".provider"``), imported when one is first read. Discovery then imports only
+    what the package's ``__init__`` imports (its settings), and ``from tracking_acme import
+    AcmeProvider`` still works::
+
+        __getattr__ = lazy_attributes(__name__, ".provider", "AcmeProvider")
+    """
+    wanted = frozenset(names)
+
+    def __getattr__(name: str) -> object:
+        if name in wanted:
+            return getattr(importlib.import_module(module, package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 class ProviderPlugin(Generic[_S]):
     """The pluggy plugin of a provider package, built from its provider and settings classes.
 
-    ``plugin = ProviderPlugin(AcmeProvider, AcmeSettings, fake="tracking_acme.fake:destination")``
-    with the entry point ``acme = "tracking_acme:plugin"``. It registers
-    ``provider(settings)`` when `settings.from_environ` finds the provider configured, describes
-    the declared variables, and hands out the package's fake.
+    ``plugin = ProviderPlugin("tracking_acme.provider:AcmeProvider", AcmeSettings,
+    fake="tracking_acme.fake:destination")`` with the entry point ``acme = "tracking_acme:plugin"``.
+    It registers ``provider(settings)`` when `settings.from_environ` finds the provider
+    configured, describes the declared variables, and hands out the package's fake.
 
     Args:
-        provider: called with the settings to make the provider (usually its class).
+        provider: called with the settings to make the provider: the class itself, or its
+            ``"module:Class"`` name, imported only when the provider is configured. With the
+            name (and the settings class in a module of its own that does not import the
+            provider's), an installed package that is not configured costs a process only
+            reading its settings, not importing its wire mapping and the HTTP stack.
         settings: the `ProviderSettings` subclass.
         fake: ``"module:function"`` returning the package's `FakeDestination`, imported only
             when asked for (the demo, test suites); None when the package ships no fake.
+
+    Raises:
+        ValueError: `provider` is a string that is not ``"module:Class"``.
     """
 
     def __init__(
-        self, provider: Callable[[_S], object], settings: type[_S], *, fake: str | None = None
+        self, provider: Callable[[_S], object] | str, settings: type[_S], *, fake: str | None = None
     ) -> None:
-        self.provider = provider
+        if isinstance(provider, str) and not all(provider.partition(":")[::2]):
+            raise ValueError(f"provider {provider!r}: expected 'module:Class'")
+        self._provider = provider
         self.settings = settings
         self.fake = fake
+
+    @property
+    def provider(self) -> Callable[[_S], object]:
+        """What makes the provider: the class given, or the one its ``"module:Class"`` name
+        names (imported on first use, here)."""
+        if isinstance(self._provider, str):
+            self._provider = cast("Callable[[_S], object]", _named(self._provider))
+        return self._provider
 
     @hookimpl
     def tracking_register_providers(
@@ -317,12 +359,15 @@ class ProviderPlugin(Generic[_S]):
         """The package's fake, made by the function `fake` names; None without one."""
         if self.fake is None:
             return None
-        module, _, function = self.fake.partition(":")
-        made: FakeDestination = getattr(importlib.import_module(module), function)()
+        made: FakeDestination = cast("Callable[[], Any]", _named(self.fake))()
         return made
 
     def __repr__(self) -> str:
-        name = getattr(self.provider, "__qualname__", repr(self.provider))
+        provider = self._provider
+        if isinstance(provider, str):  # not imported for a repr
+            name = provider.partition(":")[2].strip()
+        else:
+            name = getattr(provider, "__qualname__", repr(provider))
         return f"ProviderPlugin({name}, {self.settings.__qualname__})"
 
 

@@ -1,4 +1,5 @@
-"""Amplitude: the settings declaration and the wire mapping (HTTP V2 API, ``/2/httpapi``)."""
+"""Amplitude: the wire mapping (HTTP V2 API, ``/2/httpapi``); the settings are in
+`tracking_amplitude.settings` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version
 from tracking_core.event import PLACEHOLDER_IDS, epoch_ms, usable_id
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, dumps, join_json, parse_retry_after
-from tracking_core.kit import ProviderSettings, url, var
 
-__all__ = ["DEFAULT_HOST", "INVALID_IDS", "MIN_ID_LENGTH", "PATH", "AmplitudeProvider"]
+from .settings import DEFAULT_HOST, AmplitudeSettings
 
-#: The US ingestion host (EU: ``https://api.eu.amplitude.com``).
-DEFAULT_HOST = "https://api2.amplitude.com"
+__all__ = [
+    "DEFAULT_HOST",
+    "INVALID_IDS",
+    "MIN_ID_LENGTH",
+    "PATH",
+    "AmplitudeProvider",
+    "AmplitudeSettings",
+]
+
 #: The HTTP V2 API's path, appended to the host (which may carry a proxy's path prefix).
 PATH = "/2/httpapi"
 #: Amplitude's default shortest accepted ``user_id``/``device_id``.
@@ -43,19 +50,6 @@ _REJECTED_KEYS = (
     "events_with_invalid_id_lengths",
     "silenced_events",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class AmplitudeSettings(ProviderSettings):
-    """The provider's configuration, read from the environment (the key never in a repr)."""
-
-    api_key: str = var("AMPLITUDE_API_KEY", "project API key", required=True, secret=True)
-    host: str = var(
-        "AMPLITUDE_HOST",
-        "base URL, may carry a proxy path prefix (EU: https://api.eu.amplitude.com)",
-        default=DEFAULT_HOST,
-        check=url,
-    )
 
 
 def _short_route(route: str) -> int | None:

@@ -1,23 +1,23 @@
-"""GA4: the settings and the wire mapping (the Measurement Protocol). GA4 answers 2xx even to
-what it discards, so its limits are applied here: what does not fit is rewritten, cut or left
-out (counted in ``conversions``), or the event is dropped (counted)."""
+"""GA4: the wire mapping (the Measurement Protocol; the settings are in `tracking_ga4.settings`).
+GA4 answers 2xx even to what it discards, so its limits are applied here: what does not fit is
+rewritten, cut or left out (counted in ``conversions``), or the event is dropped (counted)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify
+from tracking_core import DropReason, TrackingEvent, TrackingIdentify
 from tracking_core.event import epoch_ms, usable_id, uuid5_string
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, SkipItem, WireItem
 from tracking_core.http.wire import dumps, join_json
-from tracking_core.kit import ProviderSettings, json_object, url, var
+from tracking_core.kit import json_object
 
-DEFAULT_HOST = "https://www.google-analytics.com"
+from .settings import DEFAULT_HOST, GA4Settings  # noqa: F401 - DEFAULT_HOST was defined here
+
 #: GA4's limits ("Limitations" of the Measurement Protocol guide; event collection limits).
 MAX_EVENTS, MAX_PARAMS, BODY_BYTES = 25, 25, 130_000  # parameters or user properties: 25
 NAME_LENGTH, VALUE_LENGTH, USER_ID_LENGTH, MAX_AGE_HOURS = 40, 100, 256, 72
@@ -42,27 +42,6 @@ RESERVED_USER_PROPERTIES = frozenset(
 EVENT_ID_PARAM, IDENTIFY_EVENT = "tracking_event_id", "identify"
 CLIENT_NAMESPACE = "5d3c1f0e-8a47-4b2e-9c61-3f0a7e2b9d14"
 _INVALID = re.compile(r"[^A-Za-z0-9_]+")
-
-
-def _stream(variable: str, text: str) -> str:
-    if not re.fullmatch(r"G-[A-Za-z0-9]+", text):
-        raise SettingsError(variable, "expected a web data stream's measurement ID, G-XXXXXXXXXX")
-    return text
-
-
-@dataclasses.dataclass(frozen=True)
-class GA4Settings(ProviderSettings):
-    """The GA4 provider's configuration (the API secret is hidden from ``repr``)."""
-
-    measurement_id: str = var(
-        "GA4_MEASUREMENT_ID", "a web stream's measurement ID, G-...", required=True, check=_stream
-    )
-    api_secret: str = var(
-        "GA4_API_SECRET", "a Measurement Protocol API secret", required=True, secret=True
-    )
-    host: str = var(
-        "GA4_HOST", "EU: https://region1.google-analytics.com", default=DEFAULT_HOST, check=url
-    )
 
 
 class GA4Provider(HttpProvider):

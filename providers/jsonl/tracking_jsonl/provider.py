@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -12,43 +11,15 @@ from typing import Any, BinaryIO
 from tracking_core import DropReason, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core.engine import DeliveryControl
 from tracking_core.http import dumps
-from tracking_core.kit import ProviderSettings, integer, log_limited, var
+from tracking_core.kit import log_limited
+
+from .settings import JsonlSettings
 
 __all__ = ["MAX_LINES_PER_BATCH", "JsonlProvider", "JsonlSettings", "encode"]
 
 #: The most lines the engine hands over (and this writes) at once.
 MAX_LINES_PER_BATCH = 1000
 _FAILED = "tracking: jsonl could not write %d of %d lines to %s (%s); they are dropped"
-
-
-def _path(variable: str, text: str) -> str:
-    """``-`` (standard output), else the path made absolute now: a later chdir moves nothing."""
-    return text if text == "-" else os.path.abspath(os.path.expanduser(text))
-
-
-@dataclasses.dataclass(frozen=True)
-class JsonlSettings(ProviderSettings):
-    """Where the lines go, and when the file is rotated."""
-
-    path: str = var(
-        "TRACKING_JSONL_PATH",
-        "enables the provider: the file each line is appended to (created if missing); "
-        "`-` is standard output",
-        required=True,
-        check=_path,
-    )
-    max_bytes: int = var(
-        "TRACKING_JSONL_MAX_BYTES",
-        "the file is rotated before a line would take it past this size; 0: never rotated",
-        default="10000000",
-        check=integer(0),
-    )
-    backups: int = var(
-        "TRACKING_JSONL_BACKUPS",
-        "rotated files kept: path.1 (the newest) to path.N; 0: never rotated",
-        default="5",
-        check=integer(0),
-    )
 
 
 def encode(item: TrackingEvent | TrackingIdentify) -> bytes:

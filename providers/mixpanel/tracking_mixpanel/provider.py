@@ -1,4 +1,4 @@
-"""Mixpanel: the settings declaration and the wire mapping.
+"""Mixpanel: the wire mapping (the settings are in `tracking_mixpanel.settings`, re-exported here).
 
 Events go to ``POST {host}/track?verbose=1`` as a JSON array (with a project secret or a service
 account, to ``POST {host}/import?strict=1`` with HTTP Basic auth); identifies to ``POST
@@ -7,7 +7,6 @@ account, to ``POST {host}/import?strict=1`` with HTTP Basic auth); identifies to
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as _dt
 import re
@@ -16,7 +15,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracking_core import DropReason, SettingsError, TrackingEvent, TrackingIdentify, json_safe
+from tracking_core import DropReason, TrackingEvent, TrackingIdentify, json_safe
 from tracking_core import __version__ as core_version
 from tracking_core.event import epoch_ms, usable_id, uuid5_string
 from tracking_core.http import (
@@ -29,12 +28,23 @@ from tracking_core.http import (
     default_outcome,
     join_json,
 )
-from tracking_core.kit import ProviderSettings, choice, digits, url, var
 
-__all__ = ["DEFAULT_HOST", "ID_MERGE_MODES", "MixpanelProvider", "MixpanelSettings"]
+from .settings import (
+    DEFAULT_HOST,
+    ID_MERGE_MODES,
+    ID_MERGE_ORIGINAL,
+    ID_MERGE_SIMPLIFIED,
+    MixpanelSettings,
+)
 
-#: The US ingestion host; EU projects use ``https://api-eu.mixpanel.com``, India ``api-in``.
-DEFAULT_HOST = "https://api.mixpanel.com"
+__all__ = [
+    "DEFAULT_HOST",
+    "ID_MERGE_MODES",
+    "ID_MERGE_ORIGINAL",
+    "ID_MERGE_SIMPLIFIED",
+    "MixpanelProvider",
+    "MixpanelSettings",
+]
 
 #: Events per request, on every route (Mixpanel's documented maximum).
 MAX_EVENTS = 2000
@@ -58,14 +68,6 @@ RESERVED_PROPERTIES = ("token", "distinct_id", "time", "$insert_id", "$user_id",
 ROUTE_EVENTS = "events"
 ROUTE_ENGAGE = "engage"
 
-#: The project's ID Merge API (Project Settings > Identity Merge). ``simplified``: anonymous
-#: events carry ``$device_id`` and ``distinct_id`` ``$device:<id>``, identified ones ``$user_id``.
-#: ``original``: ``distinct_id`` is the anonymous id itself, no ``$device_id``/``$user_id``
-#: (docs.mixpanel.com/docs/tracking-methods/id-management/identifying-users-original).
-ID_MERGE_SIMPLIFIED = "simplified"
-ID_MERGE_ORIGINAL = "original"
-ID_MERGE_MODES = (ID_MERGE_SIMPLIFIED, ID_MERGE_ORIGINAL)
-
 
 def insert_id_for(event_id: str) -> str:
     """The ``$insert_id`` for an event id: the id itself when Mixpanel takes it (a UUID4 string
@@ -86,79 +88,6 @@ def mixpanel_datetime(when: _dt.datetime) -> str:
         f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
         f"T{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class MixpanelSettings(ProviderSettings):
-    """The Mixpanel provider's configuration (`import_auth`: events go to ``/import``)."""
-
-    token: str = var("MIXPANEL_TOKEN", "project token", required=True, secret=True)
-    host: str = var(
-        "MIXPANEL_HOST",
-        "ingestion base URL (EU: https://api-eu.mixpanel.com, India: "
-        "https://api-in.mixpanel.com); a path prefix is kept",
-        default=DEFAULT_HOST,
-        check=url,
-    )
-    api_secret: str | None = var(
-        "MIXPANEL_API_SECRET", "project secret: events to /import with Basic auth", secret=True
-    )
-    service_account_username: str | None = var(
-        "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "service account user, for /import", secret=True
-    )
-    service_account_secret: str | None = var(
-        "MIXPANEL_SERVICE_ACCOUNT_SECRET", "service account secret, for /import", secret=True
-    )
-    project_id: str | None = var(
-        "MIXPANEL_PROJECT_ID", "numeric project id, sent with a service account", check=digits
-    )
-    id_merge: str = var(
-        "MIXPANEL_ID_MERGE",
-        "the project's ID Merge API (Project Settings > Identity Merge): simplified, or "
-        "original (anonymous events then use the anonymous id itself as distinct_id)",
-        default=ID_MERGE_SIMPLIFIED,
-        check=choice(*ID_MERGE_MODES),
-    )
-
-    def validate(self) -> None:
-        """A service account needs its username, its secret and the project id."""
-        account = ("service_account_username", "service_account_secret", "project_id")
-        given = [field for field in account if getattr(self, field) is not None]
-        if given and len(given) < len(account):
-            missing = next(field for field in account if field not in given)
-            raise SettingsError(
-                self.name_of(missing),
-                "is required with "
-                + " and ".join(self.name_of(field) for field in given)
-                + " (a service account needs the username, the secret and the project id)",
-            )
-
-    @property
-    def uses_service_account(self) -> bool:
-        """True when a complete service account is configured (it wins over the secret)."""
-        return bool(
-            self.service_account_username and self.service_account_secret and self.project_id
-        )
-
-    @property
-    def import_auth(self) -> bool:
-        """True when events go to ``/import`` with Basic auth instead of ``/track``."""
-        return self.uses_service_account or bool(self.api_secret)
-
-    def authorization(self) -> str | None:
-        """The ``Authorization`` header for ``/import``, or None in ``/track`` mode."""
-        if self.uses_service_account:
-            pair = f"{self.service_account_username}:{self.service_account_secret}"
-        elif self.api_secret:
-            pair = f"{self.api_secret}:"
-        else:
-            return None
-        return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-
-    def secrets(self) -> tuple[str, ...]:
-        """The secret variables' values and the Basic credentials: never in a log line."""
-        header = self.authorization()
-        return (*super().secrets(), *([header.partition(" ")[2]] if header else ()))
 
 
 class MixpanelProvider(HttpProvider):

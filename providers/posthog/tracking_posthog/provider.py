@@ -1,29 +1,22 @@
-"""PostHog: the settings declaration and the wire mapping (``POST {host}/batch/``)."""
+"""PostHog: the wire mapping (``POST {host}/batch/``); the settings are in
+`tracking_posthog.settings` (re-exported here)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from tracking_core import (
-    DropReason,
-    SettingsError,
-    TrackingEvent,
-    TrackingIdentify,
-    __version__,
-)
+from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version__
 from tracking_core.event import PLACEHOLDER_IDS, usable_id, uuid4_strings
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, dumps, join_json
-from tracking_core.kit import ProviderSettings, json_object, url, var
+from tracking_core.kit import json_object
+
+from .settings import DEFAULT_HOST, PostHogSettings
 
 __all__ = ["DEFAULT_HOST", "LIB_NAME", "PostHogProvider", "PostHogSettings"]
 
-#: PostHog Cloud US ingestion host.
-DEFAULT_HOST = "https://us.i.posthog.com"
 #: What ``$lib`` says in every event.
 LIB_NAME = "tracking-core"
 
@@ -35,59 +28,6 @@ MAX_REQUEST_BYTES = 20_000_000
 #: PostHog discards events over 1 MB (an ingestion warning); such events are dropped here and
 #: counted as ``too_large`` instead of being sent for nothing.
 MAX_EVENT_BYTES = 1_000_000
-
-# The app hosts are not ingestion hosts; posthog-python rewrites them the same way.
-_APP_HOSTS = {
-    "https://app.posthog.com": "https://us.i.posthog.com",
-    "https://us.posthog.com": "https://us.i.posthog.com",
-    "https://eu.posthog.com": "https://eu.i.posthog.com",
-}
-
-
-def _api_key(variable: str, key: str) -> str:
-    """`key`, unless PostHog's capture refuses it (``validate_token``); never repeats it."""
-    if len(key) > 64:
-        problem = "is longer than 64 characters; expected a project API key"
-    elif not key.isascii():
-        problem = "contains non-ASCII characters; expected the project API key (phc_...)"
-    elif "\x00" in key:
-        problem = "contains a NUL character"
-    elif key.startswith("phx_"):
-        problem = "holds a personal API key (phx_...), which capture refuses; use the project "
-        problem += "API key (phc_...)"
-    else:
-        return key
-    raise SettingsError(variable, problem)
-
-
-def _ingestion_host(variable: str, text: str) -> str:
-    """A base URL (`tracking_core.kit.url`), with PostHog's app hosts made ingestion hosts."""
-    host = url(variable, text)
-    parts = urllib.parse.urlsplit(host)
-    if parts.path in ("", "/") and not parts.query and parts.port is None:
-        return _APP_HOSTS.get(f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}", host)
-    return host
-
-
-@dataclasses.dataclass(frozen=True)
-class PostHogSettings(ProviderSettings):
-    """The PostHog provider's configuration (the key is hidden from ``repr``)."""
-
-    api_key: str = var(
-        "POSTHOG_API_KEY", "project API key (phc_...)", required=True, secret=True, check=_api_key
-    )
-    host: str = var(
-        "POSTHOG_HOST",
-        "ingestion base URL (EU: https://eu.i.posthog.com); a path prefix (a proxy) is kept",
-        default=DEFAULT_HOST,
-        check=_ingestion_host,
-    )
-
-    @property
-    def batch_url(self) -> str:
-        """The URL every batch is posted to."""
-        return f"{self.host}/batch/"
-
 
 #: PostHog's own non-ids (it will not merge persons on them) with the common ones.
 _PLACEHOLDERS = PLACEHOLDER_IDS | {

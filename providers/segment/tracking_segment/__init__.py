@@ -1,10 +1,18 @@
 """tracking-segment: Segment's HTTP Tracking API and RudderStack's data plane for tracking-core.
 
-Two providers, one plugin object and one entry point each (``segment``, ``rudderstack``)."""
+Two providers, one plugin object and one entry point each (``segment``, ``rudderstack``).
+Discovery imports only the settings (`tracking_segment.settings`); the wire mapping
+(`tracking_segment.provider`) is imported once one of them is configured, or when a provider
+class is first read from this package.
+"""
 
-from tracking_core.kit import ProviderPlugin
+from tracking_core.kit import ProviderPlugin, lazy_attributes
 
-from .provider import RudderStackProvider, RudderStackSettings, SegmentProvider, SegmentSettings
+from .settings import RudderStackSettings, SegmentSettings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .provider import RudderStackProvider, SegmentProvider
 
 __all__ = [
     "RudderStackProvider",
@@ -15,7 +23,15 @@ __all__ = [
     "rudderstack_plugin",
 ]
 
-plugin = ProviderPlugin(SegmentProvider, SegmentSettings, fake="tracking_segment.fake:destination")
-rudderstack_plugin = ProviderPlugin(
-    RudderStackProvider, RudderStackSettings, fake="tracking_segment.fake:rudderstack_destination"
+plugin = ProviderPlugin(
+    "tracking_segment.provider:SegmentProvider",
+    SegmentSettings,
+    fake="tracking_segment.fake:destination",
 )
+rudderstack_plugin = ProviderPlugin(
+    "tracking_segment.provider:RudderStackProvider",
+    RudderStackSettings,
+    fake="tracking_segment.fake:rudderstack_destination",
+)
+
+__getattr__ = lazy_attributes(__name__, ".provider", "RudderStackProvider", "SegmentProvider")

@@ -6,7 +6,6 @@ the package README and tests/test_segment_sdk_parity.py)."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as _dt
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -15,36 +14,17 @@ from tracking_core import DropReason, TrackingEvent, TrackingIdentify, __version
 from tracking_core.event import usable_id, uuid5_string
 from tracking_core.http import HttpProvider, HttpRequest, HttpResponse, Outcome, SkipItem, WireItem
 from tracking_core.http.wire import default_outcome, join_json
-from tracking_core.kit import ProviderSettings, url, var
 
-DEFAULT_HOST = "https://api.segment.io"
-EU_HOST = "https://events.eu1.segmentapis.com"
+from .settings import (  # noqa: F401 - DEFAULT_HOST and EU_HOST were defined here
+    DEFAULT_HOST,
+    EU_HOST,
+    RudderStackSettings,
+    SegmentSettings,
+)
+
 #: The namespace of the ``anonymousId`` (UUID5 of the event id) of events with neither id.
 ANONYMOUS_NAMESPACE = "9a4e6c2b-1f3d-4b8a-a7e5-6d0c2f91b3e8"
 LIBRARY = {"name": "tracking-core", "version": __version__}
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentSettings(ProviderSettings):
-    """Segment's configuration (the write key is hidden from ``repr``)."""
-
-    write_key: str = var(
-        "SEGMENT_WRITE_KEY", "a source's write key, sent as Basic auth", required=True, secret=True
-    )
-    host: str = var("SEGMENT_HOST", f"EU workspaces: {EU_HOST}", default=DEFAULT_HOST, check=url)
-
-
-@dataclasses.dataclass(frozen=True)
-class RudderStackSettings(SegmentSettings):
-    """RudderStack's configuration: the same fields, from RudderStack's variables."""
-
-    write_key: str = var(
-        "RUDDERSTACK_WRITE_KEY",
-        "the source's write key, sent as Basic auth",
-        required=True,
-        secret=True,
-    )
-    host: str = var("RUDDERSTACK_DATA_PLANE_URL", "the data plane URL", required=True, check=url)
 
 
 class SegmentProvider(HttpProvider):
