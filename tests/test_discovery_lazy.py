@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness import run_python
 from tracking_core import SettingsError
 from tracking_core.entrypoints import entry_points
 from tracking_core.kit import ProviderPlugin, ProviderSettings, var
@@ -55,16 +54,9 @@ def _installed() -> dict[str, str]:
 
 def _probe(tmp_path: Path, **variables: str) -> dict[str, Any]:
     prefixes = ("TRACKING_", *(f"{name.upper()}_" for name in BUILT_IN), "GA4_", "OTLP_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(prefixes)}
     env.update(PYTHONPATH=str(REPO), TRACKING_PROVIDERS=",".join(_installed()), **variables)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(PROBE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=tmp_path,
-    )
+    result = run_python(PROBE, cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
