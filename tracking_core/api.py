@@ -121,17 +121,11 @@ def track(
         if not name:
             _bad("event name must be a non-empty str, got an empty str")
             return
-        # The snapshot is a tuple of (key, value) pairs, taken in one C call: of plain values,
-        # the garbage collector stops tracking it (and the intake tuple holding it) the first
-        # time it looks, so a queued burst adds nothing to what its full collections walk
-        # (a dict in the tuple would keep both tracked; docs/delivery.md, "Memory").
-        props: tuple[tuple[Any, Any], ...] | None
-        if properties is None:
-            props = None
-        elif type(properties) is dict:
-            props = tuple(properties.items())
+        props: Mapping[str, Any] | None
+        if properties is None or type(properties) is dict:
+            props = properties  # snapshotted into the intake tuple below
         elif isinstance(properties, Mapping):
-            props = tuple(dict(properties).items())
+            props = dict(properties)
         else:
             _bad(f"properties of {name!r:.80} must be a mapping, got {_type_name(properties)}")
             return
@@ -142,7 +136,7 @@ def track(
             if anonymous_id is None:
                 anonymous_id = ctx_anon
             if ctx_props:
-                props = tuple({**ctx_props, **dict(props)}.items() if props else ctx_props.items())
+                props = {**ctx_props, **props} if props else ctx_props
         if user_id is not None and type(user_id) is not str:
             _bad(f"user_id of {name!r:.80} must be a str or None, got {_type_name(user_id)}")
             return
@@ -167,7 +161,17 @@ def track(
         else:
             _bad(f"timestamp of {name!r:.80} must be a datetime, got {_type_name(timestamp)}")
             return
-        _submit(("t", name, props, user_id or None, anonymous_id or None, when))
+        # The properties go into the intake tuple itself, keys then values: one flat tuple,
+        # made in C with no switch of threads between its halves (the snapshot). Of plain
+        # values, the garbage collector stops tracking it the first time it looks at it, so a
+        # queued burst adds nothing to what its full collections walk; a dict or a nested tuple
+        # in it would keep it tracked past the young collections (docs/delivery.md).
+        if props:
+            _submit(
+                ("t", name, user_id or None, anonymous_id or None, when, *props, *props.values())
+            )
+        else:
+            _submit(("t", name, user_id or None, anonymous_id or None, when))
     except Exception as exc:
         _bad(f"track() could not accept the event ({type(exc).__name__})")
 
@@ -183,14 +187,11 @@ def identify(user_id: str, traits: Mapping[str, Any] | None = None) -> None:
         if type(user_id) is not str or not user_id:
             _bad(f"identify() user_id must be a non-empty str, got {_type_name(user_id)}")
             return
-        if traits is None:
-            snapshot = None
-        elif isinstance(traits, Mapping):
-            snapshot = tuple(dict(traits).items())  # pairs, as track() takes them
-        else:
+        if traits is not None and not isinstance(traits, Mapping):
             _bad(f"identify() traits must be a mapping, got {_type_name(traits)}")
             return
-        _submit(("i", user_id, snapshot, _now()))
+        snapshot = dict(traits) if traits else {}
+        _submit(("i", user_id, _now(), *snapshot, *snapshot.values()))  # flat, as track()'s
     except Exception as exc:
         _bad(f"identify() could not accept the call ({type(exc).__name__})")
 

@@ -1,9 +1,9 @@
 """What waits in the engine: intake tuples, the records lanes queue, the items providers get.
 
 - An intake tuple is built on the caller's thread, as cheap as a tuple can be:
-  ``("t", name, properties | None, user_id, anonymous_id, time.time() float | datetime)`` or
-  ``("i", user_id, traits | None, time.time() float)``, the properties (traits) a tuple of
-  ``(key, value)`` pairs.
+  ``("t", name, user_id, anonymous_id, time.time() float | datetime, key1, ..., keyN, value1,
+  ..., valueN)`` or ``("i", user_id, time.time() float, keys..., values...)``: the properties
+  (traits) spread into it, keys then values.
 - The dispatcher turns it into a *record* (`build`), its id and UTC time fixed.
 - A lane's worker makes the `TrackingEvent` or `TrackingIdentify` just before its provider gets
   it (`materialize`).
@@ -35,23 +35,20 @@ _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 def build(item: tuple[Any, ...], event_id: str) -> Record:
     """The record of an intake tuple: its id and UTC time fixed, as every lane will see them.
 
-    A record is a tuple of tuples: ``("t", name, time, user_id, anonymous_id, event_id,
-    ((key1, value1), ...))`` or ``("i", user_id, time, event_id, ((key1, value1), ...))``, the
-    pairs left out when there are none. When the values are plain (text, numbers, booleans,
-    None), the garbage collector stops tracking such tuples once it has looked at them: a
-    backlog of any length then adds nothing to what its full collections walk. A
-    `TrackingEvent` or a dict per queued event would, and those collections are pauses of a
-    caller's `track()` and of an asyncio loop. The worker makes the `TrackingEvent` just before
-    its provider gets it (`materialize`, `ItemsView`).
+    A record is one flat tuple: ``("t", name, time, user_id, anonymous_id, event_id, keys...,
+    values...)`` or ``("i", user_id, time, event_id, keys..., values...)``. When the values are
+    plain (text, numbers, booleans, None), the garbage collector stops tracking such a tuple
+    the first time it looks at it: a backlog of any length then adds nothing to what its full
+    collections walk. A `TrackingEvent`, a dict or a nested tuple per queued event would (a
+    collection untracks one level of tuples at a time, the outermost last), and those
+    collections are pauses of a caller's `track()` and of an asyncio loop. The worker makes the
+    `TrackingEvent` just before its provider gets it (`materialize`, `ItemsView`).
     """
     if item[0] == "t":
-        _, name, props, user_id, anonymous_id, ts = item
+        ts = item[4]
         when = utc_from_timestamp(ts) if type(ts) is float else normalize_timestamp(ts)
-        head: tuple[Any, ...] = ("t", name, when, user_id, anonymous_id, event_id)
-    else:
-        _, user_id, props, ts = item
-        head = ("i", user_id, utc_from_timestamp(ts), event_id)
-    return (*head, props) if props else head
+        return ("t", item[1], when, item[2], item[3], event_id, *item[5:])
+    return ("i", item[1], utc_from_timestamp(item[2]), event_id, *item[3:])
 
 
 def build_item(item: Item) -> Record:
@@ -64,8 +61,8 @@ def build_item(item: Item) -> Record:
     else:
         head = ("i", item.user_id, normalize_timestamp(item.timestamp))
         props = item.traits
-    head += (item.event_id,)
-    return (*head, tuple(dict(props).items())) if props else head
+    snapshot = dict(props)
+    return (*head, item.event_id, *snapshot, *snapshot.values())
 
 
 def record_id(record: Record) -> str:
@@ -120,7 +117,8 @@ class ItemsView(Sequence[Item]):
 
 
 def _pairs(record: Record, start: int) -> Mapping[str, Any]:
-    """The properties (the pairs at `start` in `record`), as a new dict."""
-    if len(record) <= start:
+    """The properties spread into `record` from `start` on (keys, then values), as a dict."""
+    count = (len(record) - start) // 2
+    if not count:
         return _EMPTY
-    return dict(record[start])
+    return dict(zip(record[start : start + count], record[start + count :], strict=True))
