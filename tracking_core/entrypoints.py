@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["EntryPoint", "entry_points"]
+__all__ = ["EntryPoint", "entry_points", "load"]
 
 
 class EntryPoint:
@@ -33,16 +33,22 @@ class EntryPoint:
     def load(self) -> object:
         """Import the module and return the attribute the value names (the module itself when
         it names none), as `importlib.metadata.EntryPoint.load` does."""
-        import importlib
-
-        module_name, _, attribute = self.value.partition("[")[0].strip().partition(":")
-        found: object = importlib.import_module(module_name.strip())
-        for part in attribute.strip().split(".") if attribute.strip() else ():
-            found = getattr(found, part)
-        return found
+        return load(self.value)
 
     def __repr__(self) -> str:
         return f"EntryPoint(name={self.name!r}, value={self.value!r})"
+
+
+def load(value: str) -> object:
+    """What an entry point's ``module:attribute`` value names, the module imported (the module
+    itself when it names no attribute; a dotted attribute is followed; ``[extras]`` ignored)."""
+    import importlib
+
+    module_name, _, attribute = value.partition("[")[0].strip().partition(":")
+    found: object = importlib.import_module(module_name.strip())
+    for part in attribute.strip().split(".") if attribute.strip() else ():
+        found = getattr(found, part)
+    return found
 
 
 def _section(text: str, group: str) -> Iterator[tuple[str, str]]:

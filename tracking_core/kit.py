@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from ._log import rate_limited, redact, secret_forms
 from .convert import json_safe
+from .entrypoints import load
 from .hookspecs import hookimpl
 from .settings import (
     SettingsError,
@@ -277,12 +278,6 @@ def digits(variable: str, text: str) -> str:
 # -- registration --------------------------------------------------------------------------
 
 
-def _named(spec: str) -> object:
-    """What ``"module:name"`` names (the module imported)."""
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module.strip()), name.strip())
-
-
 def lazy_attributes(package: str, module: str, *names: str) -> Callable[[str], object]:
     """A provider package's module ``__getattr__``: `names` read from `package` come from its
     `module` (``".provider"``), imported when one is first read. Discovery then imports only
@@ -337,7 +332,7 @@ class ProviderPlugin(Generic[_S]):
         """What makes the provider: the class given, or the one its ``"module:Class"`` name
         names (imported on first use, here)."""
         if isinstance(self._provider, str):
-            self._provider = cast("Callable[[_S], object]", _named(self._provider))
+            self._provider = cast("Callable[[_S], object]", load(self._provider))
         return self._provider
 
     @hookimpl
@@ -359,7 +354,7 @@ class ProviderPlugin(Generic[_S]):
         """The package's fake, made by the function `fake` names; None without one."""
         if self.fake is None:
             return None
-        made: FakeDestination = cast("Callable[[], Any]", _named(self.fake))()
+        made: FakeDestination = cast("Callable[[], Any]", load(self.fake))()
         return made
 
     def __repr__(self) -> str:

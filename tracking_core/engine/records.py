@@ -74,21 +74,14 @@ def materialize(records: Sequence[Record], read_only: bool = False) -> list[Item
     """The events and identifies of `records`. With `read_only` (a plain provider, which may
     keep what it is given), properties are read-only views: one snapshot is shared by every
     provider, so none may change what the others see."""
-    items: list[Item] = []
-    for record in records:
-        if record[0] == "t":
-            props = _pairs(record, 6)
-            values = types.MappingProxyType(props) if read_only and props else props
-            items.append(TrackingEvent(record[1], values, *record[2:6]))
-        else:
-            traits = _pairs(record, 4)
-            items.append(TrackingIdentify(record[1], traits, record[2], record[3]))
-    return items
+    return [_item(record, read_only) for record in records]
 
 
-def _item(record: Record) -> Item:
+def _item(record: Record, read_only: bool = False) -> Item:
     if record[0] == "t":
-        return TrackingEvent(record[1], _pairs(record, 6), *record[2:6])
+        props = _pairs(record, 6)
+        values = types.MappingProxyType(props) if read_only and props else props
+        return TrackingEvent(record[1], values, *record[2:6])
     return TrackingIdentify(record[1], _pairs(record, 4), record[2], record[3])
 
 

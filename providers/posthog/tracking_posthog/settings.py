@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 
 from tracking_core.kit import ProviderSettings, url, var
 from tracking_core.settings import SettingsError
@@ -40,6 +39,8 @@ def _api_key(variable: str, key: str) -> str:
 
 def _ingestion_host(variable: str, text: str) -> str:
     """A base URL (`tracking_core.kit.url`), with PostHog's app hosts made ingestion hosts."""
+    import urllib.parse  # loaded by the URL's check already
+
     host = url(variable, text)
     parts = urllib.parse.urlsplit(host)
     if parts.path in ("", "/") and not parts.query and parts.port is None:
