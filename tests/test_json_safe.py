@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tracking_core import json_safe
@@ -584,6 +584,9 @@ _values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(_values)
+@example(1.192092896e-07)  # orjson alone writes 1.192092896e-7
+@example({"small": -1.5e-05, "tiny": 3e-300, "big": 1e22})  # orjson alone: -0.000015
+@example({"text": "page-view e-7 0.00001"})  # looks like one: the slower path, same bytes
 def test_the_orjson_extra_sends_the_bytes_the_standard_library_would(value: Any) -> None:
     from tracking_core.http import wire
 

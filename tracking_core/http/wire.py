@@ -43,7 +43,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 # faster than the standard library's encoder per event; docs/benchmarks.md). What orjson would
 # write differently from `json_safe` (datetimes, subclasses, dataclasses) it refuses under
 # these options, as it refuses non-text keys, integers over 64 bits and lone surrogates: those
-# values take the standard library's path below, so the bytes do not depend on the extra.
+# values take the standard library's path below, so the bytes do not depend on the extra
+# (`_fast_differs` catches the one difference in what it does write).
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - the extra is not installed
@@ -58,6 +59,22 @@ else:
     )
 
 
+def _fast_differs(encoded: bytes) -> bool:
+    """True when orjson's `encoded` may hold a float under 1e-4, which it writes "1e-7" and
+    "0.00001" where the standard library writes "1e-07" and "1e-05" (the same numbers; the one
+    difference left). A string that looks alike (a UUID's "...8e-1b...") says True too: the
+    standard library's path then encodes it, as without the extra."""
+    if b"0.0000" in encoded:
+        return True
+    at = encoded.find(b"e-")
+    while at != -1:
+        digit_before, digit_after = encoded[at - 1 : at], encoded[at + 2 : at + 4]
+        if digit_before.isdigit() and digit_after[:1].isdigit() and not digit_after[1:].isdigit():
+            return True
+        at = encoded.find(b"e-", at + 2)
+    return False
+
+
 def dumps(value: Any) -> bytes:
     """Compact, strict JSON (no NaN tokens) as UTF-8 bytes; values are converted by
     `tracking_core.json_safe` when plain encoding fails. With the ``orjson`` extra installed,
@@ -65,9 +82,12 @@ def dumps(value: Any) -> bytes:
     `json_safe` makes them)."""
     if _fast is not None:
         try:
-            return _fast(value, option=_FAST_OPTIONS)
+            encoded: bytes = _fast(value, option=_FAST_OPTIONS)
         except Exception:
             pass  # the standard library's path decides what to send
+        else:
+            if not _fast_differs(encoded):
+                return encoded
     return _dumps_stdlib(value)
 
 
