@@ -69,6 +69,8 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
             "1",
             "--capacity-seconds",
             "0.3",
+            "--flaky-events",
+            "300",
             "--flaky-cap",
             "10",
             "--flaky-settle",
@@ -123,6 +125,7 @@ def test_the_environment_and_the_targets_are_reported(output: str) -> None:
 
 
 def test_the_flaky_table_pairs_healthy_and_flaky_runs(output: str) -> None:
+    assert "\n300 events to a destination that answers after" in output  # --flaky-events
     header, *rows = _tables(output)["### 6. A flaky destination"]
     assert header[1:5] == [
         "healthy events/s",

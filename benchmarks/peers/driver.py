@@ -193,7 +193,8 @@ def run_one(
     for name, url in receiver.urls.items():
         command += [f"--{name.replace('_', '-')}", url]
     for name in PASSED_ON:
-        command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+        value = args.flaky_events if name == "events" and mode == "flaky" else getattr(args, name)
+        command += [f"--{name.replace('_', '-')}", str(value)]
     if spec.script == "run_tracking_core.py" and args.shutdown_budget is not None:
         command += ["--shutdown-budget", str(args.shutdown_budget)]
     start = time.perf_counter()
@@ -483,7 +484,7 @@ def _lost(r: Result, ref: Result) -> str:
 FLAKY = Table(
     "flaky",
     "### 6. A flaky destination",
-    "{n} events to a destination that answers after {delay_ms:g} ms and answers 503 to "
+    "{flaky_n} events to a destination that answers after {delay_ms:g} ms and answers 503 to "
     "{fail_pct:g}% of the requests at random (seeded: every run fails the same sequence), "
     "and, in a separate process, to the same destination healthy (every answer after "
     "{delay_ms:g} ms). events/s: events confirmed (by dedupe id) per second, from the "
@@ -568,6 +569,7 @@ def report(results: Results, specs: Sequence[Spec], args: argparse.Namespace) ->
         ]
     words = vars(args) | {
         "n": f"{args.events:,}",
+        "flaky_n": f"{args.flaky_events:,}",
         "ref": SPECS[REFERENCE].label,
         "delay_ms": args.answer_delay * 1000,
         "fail_pct": args.fail_rate * 100,
@@ -788,6 +790,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--fail-rate", type=float, default=0.3, help="flaky: share of requests answered 503 (0.3)"
     )
     parser.add_argument("--seed", type=int, default=1, help="flaky: the failures' random seed")
+    parser.add_argument(
+        "--flaky-events",
+        type=int,
+        default=100_000,
+        help="flaky: events per run (100,000: long enough that the rate is not decided by the "
+        "backoff of the last few retries)",
+    )
     parser.add_argument(
         "--flaky-cap", type=float, default=60.0, help="flaky: the longest a run may take (60 s)"
     )
