@@ -16,15 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "benchmarks" / "peers" / "driver.py"
 CLIENTS = ["floor", "floor-sender", "tracking-core-1", "tracking-core-4"]
-#: Each table and its rows: the floor in caller and asyncio, the floor sender in e2e, asyncio
-#: and flaky, tracking-core everywhere.
+#: Each table and its rows: the floor in caller, asyncio and stalled, the floor sender in e2e,
+#: asyncio and flaky, tracking-core everywhere.
 TABLES = {
     "### Receiver capacity": 2,
     "### 1. Caller cost": 3,
     "### 2. End to end": 3,
     "### 3. Inside asyncio: a yield per event": 4,
     "### 4. Inside asyncio: a yield per 100 events": 4,
-    "### 5. Stalled receiver": 2,
+    "### 5. Stalled receiver": 3,
     "### 6. A flaky destination": 3,
     "### 7. Import and configure": 2,
 }
@@ -69,6 +69,8 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
             "1",
             "--capacity-seconds",
             "0.3",
+            "--jitter-ticks",
+            "50",
             "--flaky-events",
             "300",
             "--flaky-cap",
@@ -115,6 +117,7 @@ def test_tracking_core_rows_carry_numbers_and_ratios(output: str) -> None:
 def test_the_environment_and_the_targets_are_reported(output: str) -> None:
     assert "## Environment" in output
     assert "- Python: " in output
+    assert "1 ms ticker with no client, 50 ticks (one run): worst " in output
     assert "- packages: tracking-core " in output
     header, *rows = _tables(output)[TARGETS]
     assert header == ["measurement", "target", "tracking-core", "met"]

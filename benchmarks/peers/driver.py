@@ -76,7 +76,7 @@ SPECS = {
             "run_floor.py",
             "floor: SimpleQueue.put",
             (),
-            modes=("caller", "asyncio", "asyncio100"),
+            modes=("caller", "asyncio", "asyncio100", "stalled"),
         ),
         Spec(
             "floor-sender",
@@ -585,8 +585,11 @@ def report(results: Results, specs: Sequence[Spec], args: argparse.Namespace) ->
     return "\n".join(out)
 
 
-def _stalled_targets(label: str, s: Result, args: argparse.Namespace) -> list[list[str]]:
-    """The stalled receiver's rows of the targets table for one client."""
+def _stalled_targets(
+    label: str, s: Result, args: argparse.Namespace, bare: Result | None
+) -> list[list[str]]:
+    """The stalled receiver's rows of the targets table for one client (`bare`: the floor's
+    stalled run, the slowest of as many calls that never wait)."""
     flush_s, shutdown_s = s.get("flush_s"), s.get("shutdown_s")
     budget = str(s.get("shutdown_budget", "")).split(maxsplit=1)[:1]
     budget_s = float(budget[0]) if budget and budget[0][:1].isdigit() else None
@@ -598,7 +601,8 @@ def _stalled_targets(label: str, s: Result, args: argparse.Namespace) -> list[li
     return [
         [
             f"stalled: max track() ({label})",
-            "< 1 ms",
+            "< 1 ms"
+            + (f" (a bare SimpleQueue.put: {num(bare['max_track_ms'], 2)})" if bare else ""),
             num(s["max_track_ms"], 2),
             verdict(track_met),
         ],
@@ -630,11 +634,13 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
         rows.append([measurement, goal, value, verdict(met)])
 
     four = SPECS["tracking-core-4"].label
+    alone = results.get("machine", {}).get("ticker")
+    target = "≤ 5 ms" + (f" (the ticker alone: {num(alone['worst_ms'], 2)})" if alone else "")
     for mode, shape in (("asyncio", "a yield per event"), ("asyncio100", "a yield per 100")):
         a = get(mode, "tracking-core-4", "worst_ms")
         if a:
             worst = a["worst_ms"]
-            add(f"asyncio worst lateness, {shape} ({four})", "≤ 5 ms", num(worst, 2), worst <= 5)
+            add(f"asyncio worst lateness, {shape} ({four})", target, num(worst, 2), worst <= 5)
     floor = get("e2e", "floor-sender", "events_per_s")
     for key, shown in ((REFERENCE, ""), ("tracking-core-1-orjson", ", orjson extra")):
         e = get("e2e", key, "events_per_s")
@@ -670,10 +676,11 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
                 bool(healthy) and f["events_per_s"] >= 0.6 * healthy,
             )
             add(f"flaky destination: lost ({label})", "0", _lost(f, {}), f["lost"] == 0)
+    bare = get("stalled", "floor", "max_track_ms")
     for key in TRACKING_CORE:
         s = get("stalled", key, "max_track_ms")
         if s:
-            rows.extend(_stalled_targets(SPECS[key].label, s, args))
+            rows.extend(_stalled_targets(SPECS[key].label, s, args, bare))
     for key in TRACKING_CORE:
         i = get("import", key, "import_ms")
         if i:
@@ -711,7 +718,9 @@ def targets(results: Results, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def environment(args: argparse.Namespace, argv: Sequence[str], loads: Sequence[float]) -> str:
+def environment(
+    args: argparse.Namespace, argv: Sequence[str], loads: Sequence[float], results: Results
+) -> str:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -747,8 +756,55 @@ def environment(args: argparse.Namespace, argv: Sequence[str], loads: Sequence[f
             + " (other work on the machine skews the numbers)",
             f"- packages: {', '.join(versions)}",
             f"- command: `{command}`",
+            *_jitter_line(results),
         ]
     )
+
+
+#: An asyncio 1 ms ticker alone in a fresh interpreter: nothing imported, nothing tracked.
+_TICKER_ALONE = """
+import asyncio, json, sys, time
+async def main(ticks):
+    late = []
+    for _ in range(ticks):
+        start = time.perf_counter()
+        await asyncio.sleep(0.001)
+        late.append(time.perf_counter() - start - 0.001)
+    late.sort()
+    print(json.dumps({"worst_ms": late[-1] * 1e3, "p99_ms": late[int(0.99 * len(late))] * 1e3}))
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def machine_jitter(ticks: int, runs: int) -> dict[str, Any]:
+    """This machine's own lateness: `_TICKER_ALONE` for `ticks` ticks, `runs` times; the run
+    with the median worst tick (the asyncio tables' ticker, with no client beside it)."""
+    found: list[dict[str, Any]] = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", _TICKER_ALONE, str(ticks)],
+            capture_output=True,
+            text=True,
+            timeout=60 + ticks / 100,
+        )
+        found.append(json.loads(done.stdout))
+    found.sort(key=lambda run: float(run["worst_ms"]))
+    return found[len(found) // 2] | {"ticks": ticks, "runs": runs}
+
+
+def _runs(count: int) -> str:
+    return "one run" if count == 1 else f"median of {count} runs"
+
+
+def _jitter_line(results: Results) -> list[str]:
+    alone = results.get("machine", {}).get("ticker")
+    if not alone:
+        return []
+    return [
+        f"- this machine alone: the asyncio tables' 1 ms ticker with no client, "
+        f"{alone['ticks']:,} ticks ({_runs(alone['runs'])}): worst "
+        f"{alone['worst_ms']:.2f} ms, p99 {alone['p99_ms']:.2f} ms"
+    ]
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -807,6 +863,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="flaky: how long the counts must stand still, after the client's flush returned, "
         "before a run ends (12 s: amplitude's SDK retries at its next 10 s flush)",
     )
+    parser.add_argument(
+        "--jitter-ticks",
+        type=int,
+        default=1500,
+        help="ticks of the ticker run alone, as this machine's own lateness (0: skip it)",
+    )
     parser.add_argument("--capacity-seconds", type=float, default=2.0, help="0: skip it")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument("--json", type=Path, help="write every raw result here")
@@ -850,6 +912,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{batch}": measure(receiver.url, batch, 2, args.capacity_seconds)
                 for batch in (1, 50)
             }
+        if args.jitter_ticks > 0 and {"asyncio", "asyncio100"} & set(modes):
+            log("this machine alone: a ticker")
+            ticker = machine_jitter(args.jitter_ticks, max(1, args.repeat))
+            results["machine"] = {"ticker": ticker}
         for mode in modes:
             log(f"{mode}:")
             for spec in specs:
@@ -861,7 +927,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         receiver.stop()
     loads.append(_load_average())
     text = "\n".join(
-        ["## Environment", "", environment(args, argv, loads), "", report(results, specs, args)]
+        [
+            "## Environment",
+            "",
+            environment(args, argv, loads, results),
+            "",
+            report(results, specs, args),
+        ]
     )
     print(text)
     if args.output:

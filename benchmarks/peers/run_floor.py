@@ -1,7 +1,8 @@
 """Runner: the floor, a bare ``queue.SimpleQueue.put`` of the event dict (nothing is sent).
 
-It takes part in the caller and both asyncio measurements only: the least a non-blocking
-``track()`` can cost, and the ticker's lateness when tracking costs next to nothing. The floor of
+It takes part in the caller, both asyncio and the stalled measurements only: the least a
+non-blocking ``track()`` can cost, the ticker's lateness when tracking costs next to nothing, and
+the slowest of 20,000 calls that never wait for anything (this machine's own pauses). The floor of
 the measurements that send is ``run_floor_sender.py``.
 """
 
@@ -15,7 +16,7 @@ from common import Client, Setup, main
 
 class Floor(Client):
     label = "floor: SimpleQueue.put"
-    modes = ("caller", "asyncio", "asyncio100")
+    modes = ("caller", "asyncio", "asyncio100", "stalled")
 
     def setup(self, url: str, mode: str, events: int) -> Setup:
         intake: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
