@@ -594,6 +594,45 @@ def test_the_orjson_extra_sends_the_bytes_the_standard_library_would(value: Any)
     assert wire.dumps(value) == wire._dumps_stdlib(value)
 
 
+@settings(max_examples=300, deadline=None)
+@given(_values)
+@example({"text": "\u2028 \x00 é \ud800", "n": -0.0, "big": 2**70, "f": 1e-7})
+@example([float("nan")])  # refused by both: allow_nan is off
+def test_the_one_pass_encoder_writes_what_the_json_encoder_writes(value: Any) -> None:
+    from tracking_core.http import wire
+
+    assert type(wire._encode_once).__name__ == "Encoder", "CPython's json has its C encoder"
+    try:
+        expected: str | None = wire._ENCODER.encode(value)
+    except Exception:
+        expected = None
+    try:
+        got: str | None = "".join(wire._encode_once(value, 0))
+    except Exception:
+        got = None
+    assert got == expected
+
+
+def test_without_the_c_encoder_the_json_encoder_encodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracking_core.http import wire
+
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)  # as on PyPy
+    encode = wire._one_pass_encoder()
+    value = {"plan": "pro", "seats": 3, "ratio": 0.5, "tags": ["a", None]}
+    assert "".join(encode(value, 0)) == wire._ENCODER.encode(value)
+    with pytest.raises(ValueError):
+        encode([float("nan")], 0)
+
+
+def test_a_value_that_holds_itself_is_sent_as_json_safe_makes_it() -> None:
+    from tracking_core.http import wire
+
+    looped: dict[str, Any] = {"name": "loop"}
+    looped["self"] = looped
+    assert json.loads(wire._dumps_stdlib(looped)) == json_safe(looped)
+    assert json.loads(wire._dumps_stdlib(looped))["name"] == "loop"
+
+
 def test_without_the_orjson_extra_the_standard_library_encodes() -> None:
     script = (
         "import sys; sys.modules['orjson'] = None\n"  # as if it were not installed

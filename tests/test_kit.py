@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib.metadata
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +363,29 @@ def test_json_object_gives_a_strict_json_object_by_the_json_safe_rule() -> None:
         "tags": ["a", "b"],
     }
     assert json_object({}) == {}
+
+
+def test_json_object_gives_a_new_dict_and_never_raises() -> None:
+    import types
+
+    from tracking_core.kit import json_object
+
+    plain = {"plan": "pro", "seats": 3}
+    made = json_object(types.MappingProxyType(plain))
+    made["added"] = True  # the provider's own: the properties it was made from stay as they are
+    assert plain == {"plan": "pro", "seats": 3}
+    assert json_object(plain) is not plain
+
+    class Unreadable(Mapping[str, Any]):  # one value cannot be read out of it
+        def __getitem__(self, key: str) -> Any:
+            if key == "seats":
+                raise RuntimeError("boom")
+            return "pro"
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(("plan", "seats"))
+
+        def __len__(self) -> int:
+            return 2
+
+    assert json_object(Unreadable()) == {"plan": "pro", "seats": "<unconvertible>"}

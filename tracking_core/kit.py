@@ -390,5 +390,5 @@ def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
 def json_object(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` (an event's properties, a user's traits) as a JSON object, by `json_safe`'s
     rule: string keys, strict-JSON values; never raises."""
-    converted = json_safe(dict(values))
+    converted = json_safe(values)  # a new dict, so the caller may change it
     return converted if isinstance(converted, dict) else {}

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ..convert import _SINK as _conversion_sink
@@ -38,6 +38,32 @@ __all__ = [
 RETRY_AFTER_MAX = 60.0
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _one_pass_encoder() -> Callable[[Any, int], Sequence[str]]:
+    """`_ENCODER`'s C encoder, made once: ``JSONEncoder.encode`` makes it again on every call
+    (about half the cost of encoding one event). It skips the check for circular references:
+    a value that holds itself fails with `RecursionError` instead of `ValueError`, and takes the
+    `json_safe` path like every other value JSON cannot carry. Without the C accelerator (on
+    PyPy, say), `_ENCODER.encode` does it all."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return lambda value, _level: (_ENCODER.encode(value),)
+    encoder: Callable[[Any, int], Sequence[str]] = make(
+        None,  # no circular-reference markers
+        _ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # no indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+    return encoder
+
+
+_encode_once = _one_pass_encoder()
 
 # The optional extra ``tracking-core[orjson]``: the same JSON, encoded in C (about ten times
 # faster than the standard library's encoder per event; docs/benchmarks.md). What orjson would
@@ -94,7 +120,7 @@ def dumps(value: Any) -> bytes:
 def _dumps_stdlib(value: Any) -> bytes:
     """`dumps` with the standard library's encoder alone."""
     try:
-        text = _ENCODER.encode(value)
+        text = "".join(_encode_once(value, 0))
     except Exception:  # a value JSON cannot carry, or a mapping that raises while read
         text = _ENCODER.encode(json_safe(value))
     try:
