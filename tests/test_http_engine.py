@@ -185,6 +185,22 @@ def test_gzip_above_the_threshold_and_user_agent(
     assert small.headers["content-type"] == "application/json"
 
 
+def test_a_large_body_is_gzipped_in_pieces_that_decode_to_it(
+    engine_env: Callable[..., None], receiver: LoopbackReceiver
+) -> None:
+    engine_env(TRACKING_BATCH_SIZE="100")
+    tc.register_tracking_provider(JsonBatch(receiver.url))
+    pads = [os.urandom(2000).hex() for _ in range(60)]  # 240 KB that gzip halves at best
+    for i, pad in enumerate(pads):
+        tc.track("large", {"i": i, "pad": pad})
+    assert tc.flush_tracking(10)
+    (request,) = receiver.requests  # one request of several 64 KB pieces
+    assert request.headers["content-encoding"] == "gzip"
+    assert len(request.body) > 3 * 64 * 1024 and len(request.raw_body) < len(request.body)
+    sent = [(item["props"]["i"], item["props"]["pad"]) for item in batch_of(request)]
+    assert sent == list(enumerate(pads))
+
+
 def test_retries_resend_the_same_ids_and_timestamps_then_succeed(
     engine_env: Callable[..., None], receiver: LoopbackReceiver
 ) -> None:
