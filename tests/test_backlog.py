@@ -243,3 +243,32 @@ def test_a_forked_child_gets_a_turn_of_its_own(engine_env: Callable[..., None]) 
     lock = turn()
     assert lock.acquire(timeout=5)  # and the parent's is free again
     lock.release()
+
+
+def test_a_burst_of_calls_shortens_the_slice_until_the_intake_is_drained(
+    engine_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracking_core.engine import dispatch
+    from tracking_core.engine import turn as turn_module
+
+    engine_env()
+    tc.track("start the engine")
+    assert tc.flush_tracking(5)
+    told: list[bool] = []
+
+    def tell(burst: bool) -> None:
+        told.append(burst)
+        turn_module.in_burst(burst)
+
+    monkeypatch.setattr(dispatch, "in_burst", tell)
+    lock = turn()
+    assert lock.acquire(timeout=5)  # the dispatcher waits for the turn while the calls pile up
+    try:
+        for i in range(1000):
+            tc.track("burst", {"i": i})
+    finally:
+        lock.release()
+    assert tc.flush_tracking(10)
+    assert True in told, "a chunk handed out with more waiting is a burst"
+    assert told[-1] is False, "the burst ends when the intake is empty"
+    assert turn_module._slice == turn_module.SLICE

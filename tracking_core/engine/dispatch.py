@@ -23,7 +23,7 @@ from .lane import Lane
 from .markers import BadInput, Flush, Submitted, Sync
 from .receipts import WATCH
 from .records import Record, build, build_item
-from .turn import Pacer, renew, turn
+from .turn import Pacer, in_burst, renew, turn
 
 if TYPE_CHECKING:
     from ..settings import EngineSettings
@@ -199,7 +199,9 @@ class Dispatcher:
                         _log_intake_drops(self.intake_dropped, self._settings().max_queue)
                     _dispatch(chunk, self._lanes())
                     if not intake.qsize():
+                        in_burst(False)
                         break
+                    in_burst(True)
                     # More waits: let the application's threads have the GIL between chunks,
                     # so a burst never holds a caller's track() (or an asyncio loop) for a
                     # switch interval (5 ms) at a time.

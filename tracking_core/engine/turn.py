@@ -17,6 +17,11 @@ while it keeps the turn) once per `SLICE` of the library's work. A nap is a real
 waiting thread wakes up, so only a sleep hands the GIL to an application thread that wants it.
 Measured beside four busy threads, the ticker's worst lateness fell from 40 ms to 2-3 ms; the
 cost is at most ``NAP / SLICE`` of the library's throughput while it computes without a break.
+While the application is in a burst of calls (the dispatcher finds more waiting each time it
+has handed a chunk out), its thread is running and wants the GIL back at once: the naps then
+come every `SLICE_IN_BURST` (`in_burst`). Measured against a receiver that never answers, the
+slowest of 20,000 ``track()`` calls with one provider went from a median of 1.5 ms to 1.0 ms
+over seven runs each.
 
 The lock is made when the dispatcher starts in a process (`renew`), from the `threading` module
 as it is then: under gevent or eventlet, a patched lock, since a worker yields to other green
@@ -28,10 +33,14 @@ from __future__ import annotations
 import threading
 import time
 
-__all__ = ["NAP", "SLICE", "Pacer", "away", "renew", "turn"]
+__all__ = ["NAP", "SLICE", "SLICE_IN_BURST", "Pacer", "away", "in_burst", "renew", "turn"]
 
 #: Seconds of the library's work between two naps.
 SLICE = 0.001
+
+#: ...while the application is in a burst of `track()` calls (`in_burst`): its thread is
+#: running and wants the GIL back as soon as it lets go.
+SLICE_IN_BURST = 0.00025
 
 #: Seconds a nap lasts (the kernel's timer slack adds about 50 µs).
 NAP = 0.00005
@@ -55,6 +64,7 @@ _lock = threading.Lock()
 # gevent or eventlet each green thread has its own.
 _local = threading.local()
 _next_nap = 0.0
+_slice = SLICE
 
 
 def _current() -> _Holder:
@@ -71,7 +81,7 @@ def _nap_if_due() -> None:
     global _next_nap
     if _monotonic() >= _next_nap:
         _sleep(NAP)
-        _next_nap = _monotonic() + SLICE
+        _next_nap = _monotonic() + _slice
 
 
 def _take(holder: _Holder, depth: int) -> None:
@@ -147,13 +157,24 @@ def away() -> _Away:
     return _Away()
 
 
+def in_burst(burst: bool) -> None:
+    """Tell the turn whether the application is in a burst of calls (the dispatcher finds more
+    waiting each time it has handed a chunk out): a burst's naps come every `SLICE_IN_BURST`."""
+    global _slice, _next_nap
+    new = SLICE_IN_BURST if burst else SLICE
+    if new != _slice:
+        _slice = new
+        _next_nap = min(_next_nap, _monotonic() + new)
+
+
 def renew() -> None:
     """A fresh turn (when the dispatcher starts, and in a forked child: a lock held by a
     thread of the parent would never be released there), made from the `threading` module as
     it is now."""
-    global _lock, _local
+    global _lock, _local, _slice
     _lock = threading.Lock()
     _local = threading.local()
+    _slice = SLICE  # a burst in the parent is not the child's
 
 
 class Pacer:
