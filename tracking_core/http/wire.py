@@ -42,10 +42,10 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 def _one_pass_encoder() -> Callable[[Any, int], Sequence[str]]:
     """`_ENCODER`'s C encoder, made once: ``JSONEncoder.encode`` makes it again on every call
-    (about half the cost of encoding one event). It skips the check for circular references:
-    a value that holds itself fails with `RecursionError` instead of `ValueError`, and takes the
-    `json_safe` path like every other value JSON cannot carry. Without the C accelerator (on
-    PyPy, say), `_ENCODER.encode` does it all."""
+    (about a third of the cost of encoding one event). It skips the check for circular
+    references: a value that holds itself fails with `RecursionError` instead of `ValueError`,
+    and takes the `json_safe` path like every other value JSON cannot carry. Without the C
+    accelerator (on PyPy, say), `_ENCODER.encode` does it all."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return lambda value, _level: (_ENCODER.encode(value),)
