@@ -32,6 +32,7 @@ BUILT_IN = {
     "otlp": "tracking_otlp",
     "segment": "tracking_segment",
     "rudderstack": "tracking_segment",
+    "redis": "tracking_redis",
 }
 
 PROBE = """

@@ -2,19 +2,24 @@
 the stream to the providers enabled where the relays run.
 
 Installed and ``TRACKING_REDIS_URL`` set = on (except inside a relay, which never feeds the
-stream it reads). See docs/deployment.md for the whole picture.
+stream it reads). See docs/deployment.md for the whole picture. Discovery imports only the
+settings (`tracking_redis.settings`); the stream provider (`tracking_redis.provider`) is imported
+once ``TRACKING_REDIS_URL`` is set, or when `RedisStreamProvider` is first read from this
+package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracking_core import ProviderSetting, hookimpl
-from tracking_core.kit import ProviderPlugin
+from tracking_core.kit import ProviderPlugin, lazy_attributes
 
-from .provider import RELAYING, RedisStreamProvider
-from .settings import RedisSettings, RelaySettings
+from .settings import RELAYING, RedisSettings, RelaySettings
+
+if TYPE_CHECKING:
+    from .provider import RedisStreamProvider
 
 __all__ = ["RedisPlugin", "RedisSettings", "RedisStreamProvider", "RelaySettings", "plugin"]
 
@@ -37,4 +42,6 @@ class RedisPlugin(ProviderPlugin[RedisSettings]):
         return RelaySettings.describe()
 
 
-plugin = RedisPlugin(RedisStreamProvider, RedisSettings)
+plugin = RedisPlugin("tracking_redis.provider:RedisStreamProvider", RedisSettings)
+
+__getattr__ = lazy_attributes(__name__, ".provider", "RedisStreamProvider")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from tracking_core.engine.turn import Pacer, turn
 from tracking_core.kit import log_limited
 
 from .connection import connect, describe, secrets_of, transient
-from .settings import RedisSettings
+from .settings import RELAYING, RedisSettings
 from .wire import FIELD, Item, encode
 
 if TYPE_CHECKING:
@@ -31,9 +30,6 @@ __all__ = ["MAX_ENTRY_BYTES", "MAX_PIPELINE", "RELAYING", "RedisStreamProvider"]
 MAX_PIPELINE = 1000
 #: A larger event is dropped (``too_large``): no vendor takes more than 1 MB.
 MAX_ENTRY_BYTES = 1_000_000
-#: Set while a relay runs in this process: the relay delivers through the providers enabled
-#: where it runs, and must never feed the stream it reads.
-RELAYING = threading.Event()
 
 
 def _settle(control: DeliveryControl, event_ids: Sequence[str], outcome: str) -> None:

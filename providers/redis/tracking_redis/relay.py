@@ -28,8 +28,7 @@ from tracking_core.kit import log_limited
 
 from . import scripts
 from .connection import connect, describe, secrets_of, transient
-from .provider import RELAYING
-from .settings import RelaySettings
+from .settings import RELAYING, RelaySettings
 from .wire import decode
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
 """The variables of tracking-redis: the producer's (`RedisSettings`) and the relay's
-(`RelaySettings`, a superset: a relay reads the same stream the producers append to)."""
+(`RelaySettings`, a superset: a relay reads the same stream the producers append to), and
+`RELAYING`, which discovery reads too."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import dataclasses
 import math
 import os
 import socket
+import threading
 
 from tracking_core import SettingsError
 from tracking_core.kit import ProviderSettings, integer, split_url, var
 
-__all__ = ["RedisSettings", "RelaySettings", "key", "redis_url", "seconds"]
+__all__ = ["RELAYING", "RedisSettings", "RelaySettings", "key", "redis_url", "seconds"]
+
+#: Set while a relay runs in this process: the relay delivers through the providers enabled
+#: where it runs, and must never feed the stream it reads.
+RELAYING = threading.Event()
 
 
 def redis_url(variable: str, text: str) -> str:
