@@ -24,6 +24,8 @@ and prints one JSON line on standard output:
 
 Only the standard library is imported here, so a runner's own import cost stays out of the
 numbers of the client it measures (``import`` mode measures in separate interpreters anyway).
+``python common.py TICKS`` runs the asyncio modes' ticker alone, with no client: this machine's
+own lateness (the driver prints it beside the asyncio targets).
 """
 
 from __future__ import annotations
@@ -349,6 +351,28 @@ def run_e2e(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def ticker(lateness: list[float], done: Callable[[], bool]) -> None:
+    """The asyncio modes' ticker: sleeps 1 ms until `done()`, appending to `lateness` how much
+    later than 1 ms each sleep ended."""
+    import asyncio
+
+    clock = time.perf_counter
+    while not done():
+        start = clock()
+        await asyncio.sleep(0.001)
+        lateness.append(clock() - start - 0.001)
+
+
+def ticker_alone(ticks: int) -> dict[str, float]:
+    """`ticker` for `ticks` ticks with nothing beside it: its worst and p99 lateness (ms)."""
+    import asyncio
+
+    lateness: list[float] = []
+    asyncio.run(ticker(lateness, lambda: len(lateness) >= ticks))
+    lateness.sort()
+    return {"worst_ms": lateness[-1] * 1e3, "p99_ms": percentile(lateness, 0.99) * 1e3}
+
+
 def run_asyncio(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
 
@@ -359,16 +383,9 @@ def run_asyncio(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     track = setup.track
     lateness: list[float] = []
 
-    async def ticker(stop: asyncio.Event) -> None:
-        clock = time.perf_counter
-        while not stop.is_set():
-            start = clock()
-            await asyncio.sleep(0.001)
-            lateness.append(clock() - start - 0.001)
-
     async def scenario() -> tuple[bool, float]:
         stop = asyncio.Event()
-        tick = asyncio.create_task(ticker(stop))
+        tick = asyncio.create_task(ticker(lateness, stop.is_set))
         await asyncio.sleep(0.05)  # the ticker runs before the first event...
         lateness.clear()  # ...and only what happens from the first event on counts
         watch.pauses.clear()
@@ -649,3 +666,7 @@ def main(client: Client, argv: Sequence[str] | None = None) -> None:
     # Some clients block interpreter exit (joins at exit, stuck threads after a stall): the
     # measurement is done, so leave now.
     os._exit(0)
+
+
+if __name__ == "__main__":
+    print(json.dumps(ticker_alone(int(sys.argv[1]))))

@@ -761,28 +761,13 @@ def environment(
     )
 
 
-#: An asyncio 1 ms ticker alone in a fresh interpreter: nothing imported, nothing tracked.
-_TICKER_ALONE = """
-import asyncio, json, sys, time
-async def main(ticks):
-    late = []
-    for _ in range(ticks):
-        start = time.perf_counter()
-        await asyncio.sleep(0.001)
-        late.append(time.perf_counter() - start - 0.001)
-    late.sort()
-    print(json.dumps({"worst_ms": late[-1] * 1e3, "p99_ms": late[int(0.99 * len(late))] * 1e3}))
-asyncio.run(main(int(sys.argv[1])))
-"""
-
-
 def machine_jitter(ticks: int, runs: int) -> dict[str, Any]:
-    """This machine's own lateness: `_TICKER_ALONE` for `ticks` ticks, `runs` times; the run
-    with the median worst tick (the asyncio tables' ticker, with no client beside it)."""
+    """This machine's own lateness: the asyncio tables' ticker (``common.py``) alone in a fresh
+    interpreter for `ticks` ticks, `runs` times; the run with the median worst tick."""
     found: list[dict[str, Any]] = []
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-c", _TICKER_ALONE, str(ticks)],
+            [sys.executable, str(HERE / "common.py"), str(ticks)],
             capture_output=True,
             text=True,
             timeout=60 + ticks / 100,
